@@ -1,0 +1,265 @@
+package policylib
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// EndpointKind says what an Endpoint names.
+type EndpointKind uint8
+
+// Endpoint kinds. The zero value is invalid, so a zero Endpoint is an error
+// rather than a silent match.
+const (
+	EndpointPod EndpointKind = iota + 1
+	EndpointNode
+	EndpointAddr
+)
+
+// Endpoint is one end of a flow: a pod by namespace and name, a node by name
+// (its address), or a bare address. An address that belongs to a known pod
+// or node is treated as that pod or node.
+type Endpoint struct {
+	Kind      EndpointKind
+	Namespace string     // pods only
+	Name      string     // pod or node name
+	Addr      netip.Addr // EndpointAddr only
+}
+
+// PodEndpoint names a pod.
+func PodEndpoint(namespace, name string) Endpoint {
+	return Endpoint{Kind: EndpointPod, Namespace: namespace, Name: name}
+}
+
+// NodeEndpoint names a node; flows use its first InternalIP or ExternalIP.
+func NodeEndpoint(name string) Endpoint { return Endpoint{Kind: EndpointNode, Name: name} }
+
+// AddrEndpoint is a bare address: a pod's, a node's or one outside the
+// cluster.
+func AddrEndpoint(a netip.Addr) Endpoint { return Endpoint{Kind: EndpointAddr, Addr: a.Unmap()} }
+
+// ParseEndpoint parses "namespace/pod", "node/NAME" or an IP address.
+func ParseEndpoint(s string) (Endpoint, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return AddrEndpoint(a), nil
+	}
+	if name, ok := strings.CutPrefix(s, "node/"); ok && name != "" && !strings.Contains(name, "/") {
+		return NodeEndpoint(name), nil
+	}
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return Endpoint{}, fmt.Errorf("invalid endpoint %q: want namespace/pod, node/NAME or an IP address", s)
+	}
+	return PodEndpoint(ns, name), nil
+}
+
+func (ep Endpoint) String() string {
+	switch ep.Kind {
+	case EndpointPod:
+		return ep.Namespace + "/" + ep.Name
+	case EndpointNode:
+		return "node/" + ep.Name
+	case EndpointAddr:
+		return ep.Addr.String()
+	}
+	return "(invalid endpoint)"
+}
+
+// Flow is a connection attempt after any Service translation: the
+// destination is a pod address and target port, as NetworkPolicy sees it.
+// Port is ignored for ICMP.
+type Flow struct {
+	From, To Endpoint
+	Protocol Protocol
+	Port     int32
+}
+
+func (f Flow) String() string {
+	if !f.Protocol.HasPorts() {
+		return fmt.Sprintf("%s -> %s %s", f.From, f.To, f.Protocol)
+	}
+	return fmt.Sprintf("%s -> %s %s/%d", f.From, f.To, f.Protocol, f.Port)
+}
+
+// Outcome is the verdict of one direction.
+type Outcome uint8
+
+// Outcomes of one direction of a flow.
+const (
+	// NotApplicable: this end is not a pod, so only the pod end is judged.
+	NotApplicable Outcome = iota
+	// NotIsolated: no policy selects the pod for this direction, so it is open.
+	NotIsolated
+	// AllowedByRule: a rule of a policy selecting the pod allows the flow.
+	AllowedByRule
+	// Denied: policies select the pod for this direction and none allows it.
+	Denied
+)
+
+func (o Outcome) String() string {
+	return [...]string{"not applicable", "not isolated", "allowed", "denied"}[o]
+}
+
+// RuleRef names the rule that allowed a direction: the policy, the
+// direction, the index of the rule, of the peer in it (AnyPeer when the rule
+// lists none) and of the port entry (AnyPort when it lists none).
+type RuleRef struct {
+	Policy    types.NamespacedName
+	Direction Direction
+	Rule      int
+	Peer      int
+	Port      int
+}
+
+func (r RuleRef) String() string {
+	dir, peers := "ingress", "from"
+	if r.Direction == Egress {
+		dir, peers = "egress", "to"
+	}
+	s := fmt.Sprintf("%s spec.%s[%d]", r.Policy, dir, r.Rule)
+	if r.Peer >= 0 {
+		s += fmt.Sprintf(".%s[%d]", peers, r.Peer)
+	}
+	if r.Port >= 0 {
+		s += fmt.Sprintf(".ports[%d]", r.Port)
+	}
+	return s
+}
+
+// Verdict is the outcome of one direction; Rule is set for AllowedByRule.
+type Verdict struct {
+	Outcome Outcome
+	Rule    RuleRef
+}
+
+// Allowed reports whether this direction lets the flow through.
+func (v Verdict) Allowed() bool { return v.Outcome != Denied }
+
+// Decision is the verdict on a flow: allowed only when the source's egress
+// and the destination's ingress both allow it.
+type Decision struct {
+	Allowed bool
+	Egress  Verdict // judged on the source
+	Ingress Verdict // judged on the destination
+}
+
+// Decide judges a flow. It does not allocate unless it returns an error,
+// which it does for an endpoint the engine does not know or a port out of
+// range.
+func (e *Engine) Decide(f Flow) (Decision, error) {
+	if f.Protocol.HasPorts() && (f.Port < 1 || f.Port > 65535) {
+		return Decision{}, fmt.Errorf("flow %s: port %d out of range 1-65535", f, f.Port)
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	src, dst, err := e.resolveFlow(f)
+	if err != nil {
+		return Decision{}, err
+	}
+	return e.decide(src, dst, f.Protocol, f.Port), nil
+}
+
+func (e *Engine) decide(src, dst endpoint, proto Protocol, port int32) Decision {
+	var d Decision
+	if src.pod != nil {
+		d.Egress = e.verdict(Egress, src.pod, dst, dst.pod, proto, port)
+	}
+	if dst.pod != nil {
+		d.Ingress = e.verdict(Ingress, dst.pod, src, dst.pod, proto, port)
+	}
+	d.Allowed = d.Egress.Allowed() && d.Ingress.Allowed()
+	return d
+}
+
+// verdict judges one direction on pod self against the other end; named
+// ports resolve on dst, the flow's destination pod.
+func (e *Engine) verdict(dir Direction, self *pod, other endpoint, dst *pod, proto Protocol, port int32) Verdict {
+	pols := self.policies[dir]
+	if len(pols) == 0 {
+		return Verdict{Outcome: NotIsolated}
+	}
+	for _, pol := range pols {
+		rules := pol.rules[dir]
+		for ri := range rules {
+			r := &rules[ri]
+			pi := r.matchPeer(other, e.opts.ipBlockMatchesPods)
+			if pi == noMatch {
+				continue
+			}
+			qi := r.matchPort(dst, proto, port)
+			if qi == noMatch {
+				continue
+			}
+			return Verdict{Outcome: AllowedByRule, Rule: RuleRef{Policy: pol.key, Direction: dir, Rule: ri, Peer: pi, Port: qi}}
+		}
+	}
+	return Verdict{Outcome: Denied}
+}
+
+// resolveFlow resolves both ends; a pod end takes its address of the other
+// end's family, so ipBlocks see the address the packet would carry.
+func (e *Engine) resolveFlow(f Flow) (src, dst endpoint, err error) {
+	if src, err = e.resolve(f.From); err != nil {
+		return
+	}
+	if dst, err = e.resolve(f.To); err != nil {
+		return
+	}
+	if src.pod != nil && dst.addr.IsValid() {
+		src.addr = src.pod.addrOfFamily(dst.addr, src.addr)
+	}
+	if dst.pod != nil && src.addr.IsValid() {
+		dst.addr = dst.pod.addrOfFamily(src.addr, dst.addr)
+	}
+	return
+}
+
+func (p *pod) addrOfFamily(like, fallback netip.Addr) netip.Addr {
+	for _, ip := range p.ips {
+		if ip.Is4() == like.Is4() {
+			return ip
+		}
+	}
+	return fallback
+}
+
+func (e *Engine) resolve(ep Endpoint) (endpoint, error) {
+	switch ep.Kind {
+	case EndpointPod:
+		p, ok := e.podByKey[types.NamespacedName{Namespace: ep.Namespace, Name: ep.Name}]
+		if !ok {
+			return endpoint{}, fmt.Errorf("pod %s/%s: %w", ep.Namespace, ep.Name, ErrUnknownEndpoint)
+		}
+		return p.endpoint(), nil
+	case EndpointNode:
+		n, ok := e.nodes[ep.Name]
+		if !ok || len(n.addrs) == 0 {
+			return endpoint{}, fmt.Errorf("node %s: %w", ep.Name, ErrUnknownEndpoint)
+		}
+		return endpoint{addr: n.addrs[0]}, nil
+	case EndpointAddr:
+		if !ep.Addr.IsValid() {
+			return endpoint{}, fmt.Errorf("invalid address: %w", ErrUnknownEndpoint)
+		}
+		a := ep.Addr.Unmap()
+		if p, ok := e.podByIP[a]; ok && !p.hostNetwork {
+			return endpoint{pod: p, addr: a}, nil
+		}
+		return endpoint{addr: a}, nil
+	}
+	return endpoint{}, fmt.Errorf("endpoint with no kind: %w", ErrUnknownEndpoint)
+}
+
+func (p *pod) endpoint() endpoint {
+	var a netip.Addr
+	if len(p.ips) > 0 {
+		a = p.ips[0]
+	}
+	if p.hostNetwork {
+		return endpoint{addr: a}
+	}
+	return endpoint{pod: p, addr: a}
+}
