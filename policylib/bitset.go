@@ -44,17 +44,3 @@ func (b bitset) count() int {
 	}
 	return n
 }
-
-// subsetOf reports whether every member of b is in o.
-func (b bitset) subsetOf(o bitset) bool {
-	for w, word := range b {
-		var other uint64
-		if w < len(o) {
-			other = o[w]
-		}
-		if word&^other != 0 {
-			return false
-		}
-	}
-	return true
-}

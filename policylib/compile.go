@@ -34,7 +34,7 @@ type policy struct {
 	podSel   Selector
 	isolates [2]bool
 	rules    [2][]rule
-	selected bitset // slots of the pods podSel selects
+	selects  *podSet // the pods podSel selects; set while the policy is in an engine
 }
 
 // rule is one ingress or egress rule. Empty peers means every peer; empty
@@ -44,8 +44,8 @@ type rule struct {
 	ports []portRule
 }
 
-// peer is one NetworkPolicyPeer. A pod peer keeps the set of pods it matches
-// up to date as pods and namespaces change, so deciding a flow is one bit test.
+// peer is one NetworkPolicyPeer. A pod peer shares the engine's up-to-date
+// set of the pods it matches, so deciding a flow is one bit test.
 type peer struct {
 	policy *policy
 	rule   int
@@ -57,7 +57,7 @@ type peer struct {
 
 	nsSel  *Selector // nil: the policy's own namespace
 	podSel *Selector // nil: every pod of the selected namespaces
-	pods   bitset
+	set    *podSet   // the pods it matches; set while the policy is in an engine
 }
 
 type portRule struct {
@@ -164,7 +164,7 @@ func (r *rule) matchPeer(other endpoint, ipBlockMatchesPods bool) int {
 			if other.addr.IsValid() && (other.pod == nil || ipBlockMatchesPods) && pe.addrs.Contains(other.addr) {
 				return i
 			}
-		} else if other.pod != nil && pe.pods.has(other.pod.id) {
+		} else if other.pod != nil && pe.set.pods.has(other.pod.id) {
 			return i
 		}
 	}

@@ -208,13 +208,31 @@ func (e *Engine) resolveFlow(f Flow) (src, dst endpoint, err error) {
 	if dst, err = e.resolve(f.To); err != nil {
 		return
 	}
+	// An end given as an address keeps it (a pod has at most one address
+	// per family): only an end named as a pod takes the other's family.
+	switch {
+	case f.From.Kind == EndpointAddr && f.To.Kind == EndpointAddr:
+	case f.From.Kind == EndpointAddr:
+		// Even when the other end has no address of its family.
+		dst, _ = matchFamilies(dst, endpoint{addr: src.addr})
+	case f.To.Kind == EndpointAddr:
+		src, _ = matchFamilies(src, endpoint{addr: dst.addr})
+	default:
+		src, dst = matchFamilies(src, dst)
+	}
+	return
+}
+
+// matchFamilies makes a pod end take its address of the other end's family,
+// as one packet carries addresses of one family.
+func matchFamilies(src, dst endpoint) (endpoint, endpoint) {
 	if src.pod != nil && dst.addr.IsValid() {
 		src.addr = src.pod.addrOfFamily(dst.addr, src.addr)
 	}
 	if dst.pod != nil && src.addr.IsValid() {
 		dst.addr = dst.pod.addrOfFamily(src.addr, dst.addr)
 	}
-	return
+	return src, dst
 }
 
 func (p *pod) addrOfFamily(like, fallback netip.Addr) netip.Addr {

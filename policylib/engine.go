@@ -40,9 +40,8 @@ type Engine struct {
 	services   map[types.NamespacedName]*corev1.Service
 	policies   map[types.NamespacedName]*policy
 
-	// Pod peers with a namespaceSelector; peers without one live in their
-	// policy's namespace (namespace.localPeers).
-	selPeers map[*peer]struct{}
+	podSets    map[podSetKey]*podSet
+	remoteSets map[*podSet]struct{} // the pod sets scoped by a namespaceSelector
 }
 
 type namespace struct {
@@ -51,11 +50,34 @@ type namespace struct {
 	declared bool // false when only implied by a pod or policy in it
 	pods     map[*pod]struct{}
 	policies []*policy // sorted by name
-	// localPeers are pod peers of this namespace's policies without a
-	// namespaceSelector; remotePeers are peers with one that matches this
-	// namespace. Together they are every peer a pod here can match.
-	localPeers  []*peer
-	remotePeers []*peer
+	// localSets are the pod sets scoped to this namespace; remoteSets are
+	// those scoped by a namespaceSelector that matches it. Together they are
+	// every set a pod here can belong to.
+	localSets  []*podSet
+	remoteSets []*podSet
+}
+
+// podSet is the set of pods one (namespace scope, pod selector) pair
+// selects. Every policy podSelector and pod peer naming the same pair shares
+// one podSet, so a pod change evaluates each distinct selector once, however
+// many policies repeat it.
+type podSet struct {
+	key    podSetKey
+	local  *namespace // scope: this namespace; nil when nsSel scopes it
+	nsSel  *Selector  // scope: the namespaces it matches
+	podSel *Selector  // nil: every pod in scope
+	pods   bitset
+	refs   int
+}
+
+type podSetKey struct {
+	namespace string // the local scope, or "" for a namespaceSelector scope
+	nsSel     string
+	podSel    string
+}
+
+func (s *podSet) matchesPod(p *pod) bool {
+	return !p.hostNetwork && (s.podSel == nil || s.podSel.Matches(p.labels))
 }
 
 type pod struct {
@@ -106,7 +128,8 @@ func NewEngine(opts ...Option) *Engine {
 		nodeByIP:   map[netip.Addr]*node{},
 		services:   map[types.NamespacedName]*corev1.Service{},
 		policies:   map[types.NamespacedName]*policy{},
-		selPeers:   map[*peer]struct{}{},
+		podSets:    map[podSetKey]*podSet{},
+		remoteSets: map[*podSet]struct{}{},
 	}
 	for _, o := range opts {
 		o(&e.opts)
@@ -195,9 +218,9 @@ func (e *Engine) namespace(name string) *namespace {
 	}
 	n := &namespace{name: name, labels: namespaceLabels(name, nil), pods: map[*pod]struct{}{}}
 	e.namespaces[name] = n
-	for pe := range e.selPeers {
-		if pe.nsSel.Matches(n.labels) {
-			n.remotePeers = append(n.remotePeers, pe)
+	for s := range e.remoteSets {
+		if s.nsSel.Matches(n.labels) {
+			n.remoteSets = append(n.remoteSets, s)
 		}
 	}
 	return n
@@ -210,36 +233,29 @@ func (e *Engine) dropIfUnused(n *namespace) {
 	delete(e.namespaces, n.name)
 }
 
-// relabelNamespace moves the namespace's pods in or out of the peers whose
-// namespaceSelector changes its mind; cost is those peers times the pods here.
+// relabelNamespace moves the namespace's pods in or out of the pod sets
+// whose namespaceSelector changes its mind; the cost is the distinct
+// namespaceSelectors plus the pods of the sets that change.
 func (e *Engine) relabelNamespace(n *namespace, labels map[string]string) {
 	if maps.Equal(n.labels, labels) {
 		return
 	}
 	n.labels = labels
-	n.remotePeers = n.remotePeers[:0]
-	for pe := range e.selPeers {
-		if !pe.nsSel.Matches(labels) {
+	n.remoteSets = n.remoteSets[:0]
+	for s := range e.remoteSets {
+		if !s.nsSel.Matches(labels) {
 			for p := range n.pods {
-				pe.pods.clear(p.id)
+				s.pods.clear(p.id)
 			}
 			continue
 		}
-		n.remotePeers = append(n.remotePeers, pe)
+		n.remoteSets = append(n.remoteSets, s)
 		for p := range n.pods {
-			if pe.matchesPod(p) {
-				pe.pods.set(p.id)
-			} else {
-				pe.pods.clear(p.id)
+			if s.matchesPod(p) {
+				s.pods.set(p.id)
 			}
 		}
 	}
-}
-
-// matchesPod reports whether a pod peer selects p, given that p's namespace
-// is already known to be in the peer's namespace scope.
-func (pe *peer) matchesPod(p *pod) bool {
-	return !p.hostNetwork && (pe.podSel == nil || pe.podSel.Matches(p.labels))
 }
 
 // ---- nodes ----
@@ -436,37 +452,33 @@ func (e *Engine) addPod(p *pod) {
 		// select it nor match it, as most CNIs treat it as the node.
 		return
 	}
-	for _, pol := range p.ns.policies {
-		if pol.podSel.Matches(p.labels) {
-			pol.selected.set(p.id)
+	for _, set := range p.ns.localSets {
+		if set.matchesPod(p) {
+			set.pods.set(p.id)
+		}
+	}
+	for _, set := range p.ns.remoteSets {
+		if set.matchesPod(p) {
+			set.pods.set(p.id)
+		}
+	}
+	for _, pol := range p.ns.policies { // sorted, so appends keep p.policies sorted
+		if pol.selects.pods.has(p.id) {
 			for d := range p.policies {
 				if pol.isolates[d] {
-					p.policies[d] = append(p.policies[d], pol) // ns.policies is sorted
+					p.policies[d] = append(p.policies[d], pol)
 				}
 			}
-		}
-	}
-	for _, pe := range p.ns.localPeers {
-		if pe.matchesPod(p) {
-			pe.pods.set(p.id)
-		}
-	}
-	for _, pe := range p.ns.remotePeers {
-		if pe.matchesPod(p) {
-			pe.pods.set(p.id)
 		}
 	}
 }
 
 func (e *Engine) removePod(p *pod) {
-	for _, pol := range p.ns.policies {
-		pol.selected.clear(p.id)
+	for _, set := range p.ns.localSets {
+		set.pods.clear(p.id)
 	}
-	for _, pe := range p.ns.localPeers {
-		pe.pods.clear(p.id)
-	}
-	for _, pe := range p.ns.remotePeers {
-		pe.pods.clear(p.id)
+	for _, set := range p.ns.remoteSets {
+		set.pods.clear(p.id)
 	}
 	e.unindexIPs(p)
 	delete(p.ns.pods, p)
@@ -528,39 +540,21 @@ func (e *Engine) addPolicy(pol *policy) {
 	n := e.namespace(pol.key.Namespace)
 	i, _ := slices.BinarySearchFunc(n.policies, pol, byPolicyName)
 	n.policies = slices.Insert(n.policies, i, pol)
-	for p := range n.pods {
-		if p.hostNetwork || !pol.podSel.Matches(p.labels) {
-			continue
-		}
-		pol.selected.set(p.id)
+	pol.selects = e.acquireSet(n, nil, &pol.podSel)
+	pol.selects.pods.forEach(func(id int32) {
+		p := e.pods[id]
 		for d := range p.policies {
 			if pol.isolates[d] {
 				j, _ := slices.BinarySearchFunc(p.policies[d], pol, byPolicyName)
 				p.policies[d] = slices.Insert(p.policies[d], j, pol)
 			}
 		}
-	}
+	})
 	pol.forEachPodPeer(func(pe *peer) {
 		if pe.nsSel == nil {
-			n.localPeers = append(n.localPeers, pe)
-			for p := range n.pods {
-				if pe.matchesPod(p) {
-					pe.pods.set(p.id)
-				}
-			}
-			return
-		}
-		e.selPeers[pe] = struct{}{}
-		for _, other := range e.namespaces {
-			if !pe.nsSel.Matches(other.labels) {
-				continue
-			}
-			other.remotePeers = append(other.remotePeers, pe)
-			for p := range other.pods {
-				if pe.matchesPod(p) {
-					pe.pods.set(p.id)
-				}
-			}
+			pe.set = e.acquireSet(n, nil, pe.podSel)
+		} else {
+			pe.set = e.acquireSet(nil, pe.nsSel, pe.podSel)
 		}
 	})
 }
@@ -569,26 +563,75 @@ func (e *Engine) removePolicy(pol *policy) {
 	delete(e.policies, pol.key)
 	n := e.namespaces[pol.key.Namespace]
 	n.policies = slices.DeleteFunc(n.policies, func(x *policy) bool { return x == pol })
-	pol.selected.forEach(func(id int32) {
+	pol.selects.pods.forEach(func(id int32) {
 		p := e.pods[id]
 		for d := range p.policies {
 			p.policies[d] = slices.DeleteFunc(p.policies[d], func(x *policy) bool { return x == pol })
 		}
 	})
-	pol.selected = nil
-	mine := func(pe *peer) bool { return pe.policy == pol }
-	n.localPeers = slices.DeleteFunc(n.localPeers, mine)
-	pol.forEachPodPeer(func(pe *peer) {
-		if pe.nsSel == nil {
-			return
-		}
-		delete(e.selPeers, pe)
-		for _, other := range e.namespaces {
-			if pe.nsSel.Matches(other.labels) {
-				other.remotePeers = slices.DeleteFunc(other.remotePeers, mine)
+	e.releaseSet(pol.selects)
+	pol.forEachPodPeer(func(pe *peer) { e.releaseSet(pe.set) })
+}
+
+// acquireSet returns the shared pod set of a scope (local, or nsSel when
+// local is nil) and pod selector, computing it the first time.
+func (e *Engine) acquireSet(local *namespace, nsSel, podSel *Selector) *podSet {
+	if podSel != nil && podSel.Empty() {
+		podSel = nil // an empty selector and an omitted one both mean every pod
+	}
+	key := podSetKey{}
+	if podSel != nil {
+		key.podSel = podSel.String()
+	}
+	if local != nil {
+		key.namespace = local.name
+	} else {
+		key.nsSel = "ns:" + nsSel.String()
+	}
+	if s, ok := e.podSets[key]; ok {
+		s.refs++
+		return s
+	}
+	s := &podSet{key: key, local: local, nsSel: nsSel, podSel: podSel, refs: 1}
+	e.podSets[key] = s
+	fill := func(n *namespace) {
+		for p := range n.pods {
+			if s.matchesPod(p) {
+				s.pods.set(p.id)
 			}
 		}
-	})
+	}
+	if local != nil {
+		local.localSets = append(local.localSets, s)
+		fill(local)
+		return s
+	}
+	e.remoteSets[s] = struct{}{}
+	for _, n := range e.namespaces {
+		if nsSel.Matches(n.labels) {
+			n.remoteSets = append(n.remoteSets, s)
+			fill(n)
+		}
+	}
+	return s
+}
+
+func (e *Engine) releaseSet(s *podSet) {
+	if s.refs--; s.refs > 0 {
+		return
+	}
+	delete(e.podSets, s.key)
+	drop := func(x *podSet) bool { return x == s }
+	if s.local != nil {
+		s.local.localSets = slices.DeleteFunc(s.local.localSets, drop)
+		return
+	}
+	delete(e.remoteSets, s)
+	for _, n := range e.namespaces {
+		if s.nsSel.Matches(n.labels) {
+			n.remoteSets = slices.DeleteFunc(n.remoteSets, drop)
+		}
+	}
 }
 
 func (p *policy) forEachPodPeer(fn func(*peer)) {

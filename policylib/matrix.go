@@ -76,7 +76,8 @@ func (e *Engine) Matrix(pods []types.NamespacedName, ports []PortProtocol) (*Mat
 				for k, pp := range ports {
 					row := m.allowed[k*n*n+from*n : k*n*n+from*n+n]
 					for to := range eps {
-						row[to] = e.decide(eps[from], eps[to], pp.Protocol, pp.Port).Allowed
+						src, dst := matchFamilies(eps[from], eps[to]) // as Decide does
+						row[to] = e.decide(src, dst, pp.Protocol, pp.Port).Allowed
 					}
 				}
 			}

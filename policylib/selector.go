@@ -158,13 +158,3 @@ func (s Selector) String() string {
 	}
 	return strings.Join(parts, ",")
 }
-
-// keys returns the label keys the selector reads, for lint and the webhook's
-// required-label messages.
-func (s Selector) keys() []string {
-	out := make([]string, 0, len(s.reqs))
-	for _, r := range s.reqs {
-		out = append(out, r.key)
-	}
-	return out
-}
