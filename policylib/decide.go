@@ -77,6 +77,18 @@ type Flow struct {
 	Port     int32
 }
 
+// check rejects a flow no packet can be: an unknown protocol or a port out
+// of range.
+func (f Flow) check() error {
+	if f.Protocol > ICMP {
+		return fmt.Errorf("flow %s: unknown protocol", f)
+	}
+	if f.Protocol.HasPorts() && (f.Port < 1 || f.Port > 65535) {
+		return fmt.Errorf("flow %s: port %d out of range 1-65535", f, f.Port)
+	}
+	return nil
+}
+
 func (f Flow) String() string {
 	if !f.Protocol.HasPorts() {
 		return fmt.Sprintf("%s -> %s %s", f.From, f.To, f.Protocol)
@@ -150,8 +162,8 @@ type Decision struct {
 // which it does for an endpoint the engine does not know or a port out of
 // range.
 func (e *Engine) Decide(f Flow) (Decision, error) {
-	if f.Protocol.HasPorts() && (f.Port < 1 || f.Port > 65535) {
-		return Decision{}, fmt.Errorf("flow %s: port %d out of range 1-65535", f, f.Port)
+	if err := f.check(); err != nil {
+		return Decision{}, err
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()

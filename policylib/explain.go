@@ -48,8 +48,8 @@ type Explanation struct {
 
 // Explain decides a flow and says why. It allocates; use Decide on hot paths.
 func (e *Engine) Explain(f Flow) (Explanation, error) {
-	if f.Protocol.HasPorts() && (f.Port < 1 || f.Port > 65535) {
-		return Explanation{}, fmt.Errorf("flow %s: port %d out of range 1-65535", f, f.Port)
+	if err := f.check(); err != nil {
+		return Explanation{}, err
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()

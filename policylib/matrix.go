@@ -59,8 +59,8 @@ func (e *Engine) Matrix(pods []types.NamespacedName, ports []PortProtocol) (*Mat
 		eps[i] = p.endpoint()
 	}
 	for _, pp := range ports {
-		if pp.Protocol.HasPorts() && (pp.Port < 1 || pp.Port > 65535) {
-			return nil, fmt.Errorf("port %d out of range 1-65535", pp.Port)
+		if err := (Flow{Protocol: pp.Protocol, Port: pp.Port}).check(); err != nil {
+			return nil, err
 		}
 	}
 	n := len(pods)

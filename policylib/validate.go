@@ -68,21 +68,15 @@ func ValidatePolicy(np *networkingv1.NetworkPolicy) field.ErrorList {
 			allErrs = append(allErrs, validatePeer(&rule.To[j], path.Child("to").Index(j))...)
 		}
 	}
+	// As upstream: more than two is one error and ends the check; a
+	// repeated type is accepted (the API server does not reject it).
 	allowed := []string{string(networkingv1.PolicyTypeIngress), string(networkingv1.PolicyTypeEgress)}
 	if len(np.Spec.PolicyTypes) > len(allowed) {
-		allErrs = append(allErrs, field.Invalid(spec.Child("policyTypes"), np.Spec.PolicyTypes, "may not specify more than two policyTypes"))
+		return append(allErrs, field.Invalid(spec.Child("policyTypes"), np.Spec.PolicyTypes, "may not specify more than two policyTypes"))
 	}
-	seen := map[networkingv1.PolicyType]bool{}
 	for i, pt := range np.Spec.PolicyTypes {
-		path := spec.Child("policyTypes").Index(i)
-		switch pt {
-		case networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress:
-			if seen[pt] {
-				allErrs = append(allErrs, field.Duplicate(path, pt))
-			}
-			seen[pt] = true
-		default:
-			allErrs = append(allErrs, field.NotSupported(path, pt, allowed))
+		if pt != networkingv1.PolicyTypeIngress && pt != networkingv1.PolicyTypeEgress {
+			allErrs = append(allErrs, field.NotSupported(spec.Child("policyTypes").Index(i), pt, allowed))
 		}
 	}
 	return allErrs
