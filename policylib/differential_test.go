@@ -102,14 +102,15 @@ func genNewCluster(seed int64) *genCluster {
 			g.snap.Pods = append(g.snap.Pods, g.pod(ns, g.podName()))
 		}
 	}
-	for range g.r.IntN(9) {
-		g.snap.Policies = append(g.snap.Policies, g.policy(g.pick(names), g.policyName()))
-	}
-	// Outside addresses: unused ones in the pod subnets, and further away.
+	// Outside addresses: unused ones in the pod subnets, and further away (pod
+	// subnets end at host 250).
 	for _, s := range []string{"10.0.1.251", "10.0.2.252", "10.9.9.9", "192.168.1.1", "8.8.8.8", "fd00:0:0:1::fffe", "2001:db8::1"} {
 		if g.r.IntN(3) != 0 {
 			g.externals = append(g.externals, netip.MustParseAddr(s))
 		}
+	}
+	for range g.r.IntN(9) {
+		g.snap.Policies = append(g.snap.Policies, g.policy(g.pick(names), g.policyName()))
 	}
 	return g
 }
@@ -241,18 +242,31 @@ func (g *genCluster) placePod(p *corev1.Pod, kind int) {
 		}
 		p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: a.String()})
 	}
-	taken := map[string]bool{}
-	for c := range 1 + g.r.IntN(2) {
-		ctr := corev1.Container{Name: fmt.Sprintf("c%d", c), Image: "busybox"}
-		for range g.r.IntN(3) {
+	taken := map[string]bool{} // port names are unique in a pod
+	ports := func(n int) []corev1.ContainerPort {
+		var out []corev1.ContainerPort
+		for range n {
 			cp := corev1.ContainerPort{ContainerPort: genPortNumbers[g.r.IntN(len(genPortNumbers))]}
 			if name := g.pick(genPortNames); !taken[name] && g.r.IntN(5) != 0 {
 				cp.Name, taken[name] = name, true
 			}
 			cp.Protocol = []corev1.Protocol{"", corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP}[g.r.IntN(4)]
-			ctr.Ports = append(ctr.Ports, cp)
+			out = append(out, cp)
 		}
-		p.Spec.Containers = append(p.Spec.Containers, ctr)
+		return out
+	}
+	for c := range 1 + g.r.IntN(2) {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", c), Image: "busybox", Ports: ports(g.r.IntN(3))})
+	}
+	if g.r.IntN(4) == 0 {
+		// An init container: a sidecar (restartPolicy Always) serves its
+		// ports alongside the containers, a plain one has exited by then.
+		init := corev1.Container{Name: "init", Image: "busybox", Ports: ports(1)}
+		if g.r.IntN(2) == 0 {
+			always := corev1.ContainerRestartPolicyAlways
+			init.RestartPolicy = &always
+		}
+		p.Spec.InitContainers = append(p.Spec.InitContainers, init)
 	}
 }
 
@@ -516,9 +530,9 @@ func genDump(s *policylib.Snapshot) string {
 	b.WriteString("pods:\n")
 	for _, p := range s.Pods {
 		var ports []string
-		for _, c := range p.Spec.Containers {
+		for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
 			for _, cp := range c.Ports {
-				ports = append(ports, fmt.Sprintf("%s=%s/%d", cp.Name, cp.Protocol, cp.ContainerPort))
+				ports = append(ports, fmt.Sprintf("%s:%s=%s/%d", c.Name, cp.Name, cp.Protocol, cp.ContainerPort))
 			}
 		}
 		fmt.Fprintf(&b, "  %s/%s labels=%v ips=%v phase=%s hostNetwork=%t ports=%v\n",
@@ -694,7 +708,7 @@ func TestDifferentialCluster(t *testing.T) {
 
 // ---- incremental ----
 
-// genMutate applies one random change to the engine and to the snapshot and
+// mutate applies one random change to the engine and to the snapshot and
 // describes it.
 func (g *genCluster) mutate(t *testing.T, e *policylib.Engine) string {
 	s := &g.snap
@@ -752,7 +766,7 @@ func (g *genCluster) mutate(t *testing.T, e *policylib.Engine) string {
 		}
 	}
 	for {
-		switch op := g.r.IntN(16); {
+		switch op := g.r.IntN(18); {
 		case op < 2 && len(s.Pods) > 0: // relabel a pod, maybe moving it too
 			i := g.r.IntN(len(s.Pods))
 			p := s.Pods[i].DeepCopy()
@@ -804,7 +818,7 @@ func (g *genCluster) mutate(t *testing.T, e *policylib.Engine) string {
 			p.Status.Phase = corev1.PodSucceeded
 			setPod(i, p)
 			return fmt.Sprintf("SetPod %s/%s Succeeded", p.Namespace, p.Name)
-		case op < 11: // set a namespace's labels
+		case op < 12: // set a namespace's labels
 			ns := g.namespace(anyNamespace())
 			e.SetNamespace(ns)
 			i := slices.IndexFunc(s.Namespaces, func(x *corev1.Namespace) bool { return x.Name == ns.Name })
@@ -814,28 +828,28 @@ func (g *genCluster) mutate(t *testing.T, e *policylib.Engine) string {
 				s.Namespaces[i] = ns
 			}
 			return fmt.Sprintf("SetNamespace %s %v", ns.Name, ns.Labels)
-		case op == 11 && len(s.Namespaces) > 0:
+		case op < 14 && len(s.Namespaces) > 0:
 			i := g.r.IntN(len(s.Namespaces))
 			name := s.Namespaces[i].Name
 			e.DeleteNamespace(name)
 			s.Namespaces = slices.Delete(s.Namespaces, i, i+1)
 			return "DeleteNamespace " + name
-		case op == 12: // add a policy
+		case op == 14: // add a policy
 			np := g.policy(anyNamespace(), g.policyName())
 			setPolicy(-1, np)
 			return fmt.Sprintf("SetPolicy %s/%s new", np.Namespace, np.Name)
-		case op == 13 && len(s.Policies) > 0: // replace a policy
+		case op == 15 && len(s.Policies) > 0: // replace a policy
 			i := g.r.IntN(len(s.Policies))
 			np := g.policy(s.Policies[i].Namespace, s.Policies[i].Name)
 			setPolicy(i, np)
 			return fmt.Sprintf("SetPolicy %s/%s replace", np.Namespace, np.Name)
-		case op == 14 && len(s.Policies) > 0:
+		case op == 16 && len(s.Policies) > 0:
 			i := g.r.IntN(len(s.Policies))
 			np := s.Policies[i]
 			e.DeletePolicy(np.Namespace, np.Name)
 			s.Policies = slices.Delete(s.Policies, i, i+1)
 			return fmt.Sprintf("DeletePolicy %s/%s", np.Namespace, np.Name)
-		case op == 15 && len(s.Policies) > 0: // an invalid update changes nothing
+		case op == 17 && len(s.Policies) > 0: // an invalid update changes nothing
 			np := g.invalidPolicy(s.Policies[g.r.IntN(len(s.Policies))])
 			var pe *policylib.PolicyError
 			if err := e.SetPolicy(np); !errors.As(err, &pe) {

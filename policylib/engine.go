@@ -409,7 +409,13 @@ func newPod(p *corev1.Pod) (*pod, error) {
 			}
 		}
 	}
-	addPorts(p.Spec.InitContainers) // restartable init containers (sidecars) serve too
+	for _, c := range p.Spec.InitContainers {
+		// Restartable init containers (sidecars) serve too; plain ones have
+		// exited before the pod runs.
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			addPorts([]corev1.Container{c})
+		}
+	}
 	addPorts(p.Spec.Containers)
 	return np, nil
 }

@@ -25,7 +25,8 @@ package policylib_test
 //   - A rule with no ports matches every port of every protocol, ICMP
 //     included; a rule with ports never matches ICMP. A port's protocol
 //     defaults to TCP; no port number means every port of the protocol; a
-//     named port is looked up on the destination pod's containers.
+//     named port is looked up on the destination pod's containers (sidecar
+//     init containers included).
 //   - A flow is allowed when the source's egress and the destination's
 //     ingress both allow it; an end that is not a pod is not judged.
 //
@@ -39,6 +40,7 @@ package policylib_test
 import (
 	"fmt"
 	"net"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -328,8 +330,17 @@ func refPortsMatch(ports []networkingv1.NetworkPolicyPort, dstPod *corev1.Pod, p
 	return false
 }
 
+// refPodHasNamedPort looks a named port up on the pod's containers and its
+// sidecars (init containers with restartPolicy Always, which keep running and
+// serve alongside them); a plain init container has exited by then.
 func refPodHasNamedPort(p *corev1.Pod, name string, proto corev1.Protocol, port int32) bool {
-	for _, c := range p.Spec.Containers {
+	containers := slices.Clone(p.Spec.Containers)
+	for _, c := range p.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			containers = append(containers, c)
+		}
+	}
+	for _, c := range containers {
 		for _, cp := range c.Ports {
 			cpProto := cp.Protocol
 			if cpProto == "" {
