@@ -259,11 +259,12 @@ func (p *pod) addrOfFamily(like, fallback netip.Addr) netip.Addr {
 func (e *Engine) resolve(ep Endpoint) (endpoint, error) {
 	switch ep.Kind {
 	case EndpointPod:
-		p, ok := e.podByKey[types.NamespacedName{Namespace: ep.Namespace, Name: ep.Name}]
-		if !ok {
-			return endpoint{}, fmt.Errorf("pod %s/%s: %w", ep.Namespace, ep.Name, ErrUnknownEndpoint)
+		if n, ok := e.namespaces[ep.Namespace]; ok {
+			if p, ok := n.byName[ep.Name]; ok {
+				return p.endpoint(), nil
+			}
 		}
-		return p.endpoint(), nil
+		return endpoint{}, fmt.Errorf("pod %s/%s: %w", ep.Namespace, ep.Name, ErrUnknownEndpoint)
 	case EndpointNode:
 		n, ok := e.nodes[ep.Name]
 		if !ok || len(n.addrs) == 0 {

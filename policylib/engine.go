@@ -49,7 +49,8 @@ type namespace struct {
 	labels   map[string]string
 	declared bool // false when only implied by a pod or policy in it
 	pods     map[*pod]struct{}
-	policies []*policy // sorted by name
+	byName   map[string]*pod // the pods by name: small, so lookups stay in cache
+	policies []*policy       // sorted by name
 	// localSets are the pod sets scoped to this namespace; remoteSets are
 	// those scoped by a namespaceSelector that matches it. Together they are
 	// every set a pod here can belong to.
@@ -216,7 +217,7 @@ func (e *Engine) namespace(name string) *namespace {
 	if n, ok := e.namespaces[name]; ok {
 		return n
 	}
-	n := &namespace{name: name, labels: namespaceLabels(name, nil), pods: map[*pod]struct{}{}}
+	n := &namespace{name: name, labels: namespaceLabels(name, nil), pods: map[*pod]struct{}{}, byName: map[string]*pod{}}
 	e.namespaces[name] = n
 	for s := range e.remoteSets {
 		if s.nsSel.Matches(n.labels) {
@@ -451,6 +452,7 @@ func (e *Engine) addPod(p *pod) {
 	}
 	p.ns = e.namespace(p.key.Namespace)
 	p.ns.pods[p] = struct{}{}
+	p.ns.byName[p.key.Name] = p
 	e.podByKey[p.key] = p
 	e.indexIPs(p)
 	if p.hostNetwork {
@@ -488,6 +490,7 @@ func (e *Engine) removePod(p *pod) {
 	}
 	e.unindexIPs(p)
 	delete(p.ns.pods, p)
+	delete(p.ns.byName, p.key.Name)
 	delete(e.podByKey, p.key)
 	e.pods[p.id] = nil
 	e.freeSlots = append(e.freeSlots, p.id)
