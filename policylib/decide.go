@@ -189,24 +189,24 @@ func (e *Engine) decide(src, dst endpoint, proto Protocol, port int32) Decision 
 // verdict judges one direction on pod self against the other end; named
 // ports resolve on dst, the flow's destination pod.
 func (e *Engine) verdict(dir Direction, self *pod, other endpoint, dst *pod, proto Protocol, port int32) Verdict {
-	pols := self.policies[dir]
-	if len(pols) == 0 {
+	if len(self.policies[dir]) == 0 {
 		return Verdict{Outcome: NotIsolated}
 	}
-	for _, pol := range pols {
-		rules := pol.rules[dir]
-		for ri := range rules {
-			r := &rules[ri]
-			pi := r.matchPeer(other, e.opts.ipBlockMatchesPods)
-			if pi == noMatch {
-				continue
-			}
-			qi := r.matchPort(dst, proto, port)
-			if qi == noMatch {
-				continue
-			}
-			return Verdict{Outcome: AllowedByRule, Rule: RuleRef{Policy: pol.key, Direction: dir, Rule: ri, Peer: pi, Port: qi}}
+	checks := self.checks[dir]
+	for i := 0; i < len(checks); i++ {
+		c := &checks[i]
+		if !c.matches(other, e.opts.ipBlockMatchesPods) {
+			continue
 		}
+		qi := c.r.matchPort(dst, proto, port)
+		if qi == noMatch {
+			// Ports belong to the rule: its other peers cannot do better.
+			for i+1 < len(checks) && checks[i+1].r == c.r {
+				i++
+			}
+			continue
+		}
+		return Verdict{Outcome: AllowedByRule, Rule: RuleRef{Policy: c.pol.key, Direction: dir, Rule: int(c.rule), Peer: int(c.peer), Port: qi}}
 	}
 	return Verdict{Outcome: Denied}
 }

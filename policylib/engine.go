@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/podwall/podwall/policylib/addrset"
 )
 
 // NamespaceNameLabel is the label the API server puts on every namespace,
@@ -90,7 +92,54 @@ type pod struct {
 	node        string
 	hostNetwork bool
 	ports       []namedPort
-	policies    [2][]*policy // selecting it per direction, sorted by name
+	policies    [2][]*policy   // selecting it per direction, sorted by name
+	checks      [2][]peerCheck // the peers of those policies' rules, flat
+}
+
+// peerCheck is one peer of one rule of a policy selecting a pod, laid out
+// flat per pod so a decision walks one slice instead of chasing policies,
+// rules, peers and sets.
+type peerCheck struct {
+	bits  *bitset      // a pod peer: its pod set's members
+	addrs *addrset.Set // an ipBlock peer; with bits nil too: any peer
+	r     *rule
+	pol   *policy
+	rule  int32
+	peer  int32
+}
+
+func (c *peerCheck) matches(other endpoint, ipBlockMatchesPods bool) bool {
+	switch {
+	case c.bits != nil:
+		return other.pod != nil && c.bits.has(other.pod.id)
+	case c.addrs != nil:
+		return other.addr.IsValid() && (other.pod == nil || ipBlockMatchesPods) && c.addrs.Contains(other.addr)
+	}
+	return true
+}
+
+// rebuildChecks lays out the peer checks of direction d after the policies
+// selecting p changed.
+func (p *pod) rebuildChecks(d Direction) {
+	checks := p.checks[d][:0]
+	for _, pol := range p.policies[d] {
+		for ri := range pol.rules[d] {
+			r := &pol.rules[d][ri]
+			if len(r.peers) == 0 {
+				checks = append(checks, peerCheck{r: r, pol: pol, rule: int32(ri), peer: AnyPeer})
+			}
+			for pi, pe := range r.peers {
+				c := peerCheck{r: r, pol: pol, rule: int32(ri), peer: int32(pi)}
+				if pe.ipBlock {
+					c.addrs = &pe.addrs
+				} else {
+					c.bits = &pe.set.pods
+				}
+				checks = append(checks, c)
+			}
+		}
+	}
+	p.checks[d] = checks
 }
 
 type namedPort struct {
@@ -479,6 +528,8 @@ func (e *Engine) addPod(p *pod) {
 			}
 		}
 	}
+	p.rebuildChecks(Ingress)
+	p.rebuildChecks(Egress)
 }
 
 func (e *Engine) removePod(p *pod) {
@@ -549,6 +600,14 @@ func (e *Engine) addPolicy(pol *policy) {
 	n := e.namespace(pol.key.Namespace)
 	i, _ := slices.BinarySearchFunc(n.policies, pol, byPolicyName)
 	n.policies = slices.Insert(n.policies, i, pol)
+	// Peer sets first: the selected pods' checks point into them.
+	pol.forEachPodPeer(func(pe *peer) {
+		if pe.nsSel == nil {
+			pe.set = e.acquireSet(n, nil, pe.podSel)
+		} else {
+			pe.set = e.acquireSet(nil, pe.nsSel, pe.podSel)
+		}
+	})
 	pol.selects = e.acquireSet(n, nil, &pol.podSel)
 	pol.selects.pods.forEach(func(id int32) {
 		p := e.pods[id]
@@ -556,14 +615,8 @@ func (e *Engine) addPolicy(pol *policy) {
 			if pol.isolates[d] {
 				j, _ := slices.BinarySearchFunc(p.policies[d], pol, byPolicyName)
 				p.policies[d] = slices.Insert(p.policies[d], j, pol)
+				p.rebuildChecks(Direction(d))
 			}
-		}
-	})
-	pol.forEachPodPeer(func(pe *peer) {
-		if pe.nsSel == nil {
-			pe.set = e.acquireSet(n, nil, pe.podSel)
-		} else {
-			pe.set = e.acquireSet(nil, pe.nsSel, pe.podSel)
 		}
 	})
 }
@@ -575,7 +628,10 @@ func (e *Engine) removePolicy(pol *policy) {
 	pol.selects.pods.forEach(func(id int32) {
 		p := e.pods[id]
 		for d := range p.policies {
-			p.policies[d] = slices.DeleteFunc(p.policies[d], func(x *policy) bool { return x == pol })
+			if pol.isolates[d] {
+				p.policies[d] = slices.DeleteFunc(p.policies[d], func(x *policy) bool { return x == pol })
+				p.rebuildChecks(Direction(d))
+			}
 		}
 	})
 	e.releaseSet(pol.selects)
