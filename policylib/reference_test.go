@@ -60,16 +60,6 @@ type refEnd struct {
 	ip  net.IP
 }
 
-// refAllowed reports whether the flow is allowed, with ipBlocks matching pod
-// addresses (the engine's default).
-func refAllowed(s *policylib.Snapshot, from, to policylib.Endpoint, proto policylib.Protocol, port int32) bool {
-	egress, ingress, ok := refVerdicts(s, true, from, to, proto, port)
-	if !ok {
-		panic(fmt.Sprintf("reference: unknown endpoint in %s -> %s", from, to))
-	}
-	return egress && ingress
-}
-
 // refVerdicts judges each direction of the flow: egress on the source,
 // ingress on the destination (true when that end is not a pod). ok is false
 // when an endpoint does not exist.
