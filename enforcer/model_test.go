@@ -1,0 +1,268 @@
+package enforcer_test
+
+import (
+	"errors"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/podwall/podwall/enforcer"
+	"github.com/podwall/podwall/policylib"
+	"github.com/podwall/podwall/policylib/addrset"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// goldenScenarios are the rulesets whose rendering is pinned in testdata.
+func goldenScenarios(t *testing.T) []scenario {
+	out := []scenario{
+		seedStage(t, ""),
+		seedStage(t, "networkpolicy.yaml"),
+		seedStage(t, "networkpolicy-ipblock.yaml"),
+	}
+	out = append(out, e2eCases()...)
+	strict := e2eCases()[4]
+	strict.name = "e2e-egress-host-judged"
+	strict.opts.AllowHostToLocalPods = enforcer.Bool(false)
+	strict.opts.Table = "podwall-strict"
+	return append(out, strict)
+}
+
+func TestRenderGolden(t *testing.T) {
+	for _, s := range goldenScenarios(t) {
+		t.Run(s.name, func(t *testing.T) {
+			_, rs := s.compile(t)
+			got := rs.Render()
+			if again := rs.Render(); again != got {
+				t.Fatal("Render is not deterministic")
+			}
+			path := filepath.Join("testdata", s.name+".nft")
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("Render differs from %s (run go test -update to accept):\n%s", path, lineDiff(string(want), got))
+			}
+		})
+	}
+}
+
+// lineDiff shows the first lines where two texts differ.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < max(len(w), len(g)); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			return "line " + strconv.Itoa(i+1) + ":\n-" + wl + "\n+" + gl
+		}
+	}
+	return ""
+}
+
+// checkModel compares Ruleset.Allowed with policylib's Decide for every
+// pair of endpoint addresses of one family and every probe: they must
+// agree, except that the node's own traffic to its pods passes when the
+// host may reach them.
+func checkModel(t *testing.T, s scenario, e *policylib.Engine, rs *enforcer.Ruleset) {
+	t.Helper()
+	addrs := s.endpointAddrs()
+	pods := map[netip.Addr]bool{}
+	for _, p := range s.snap.Pods {
+		for _, a := range podAddrs(p) {
+			pods[a] = true
+		}
+	}
+	hostOK := s.opts.AllowHostToLocalPods == nil || *s.opts.AllowHostToLocalPods
+	for _, src := range addrs {
+		for _, dst := range addrs {
+			if src == dst || src.Is4() != dst.Is4() {
+				continue
+			}
+			for _, pr := range kernelProbes {
+				d, err := e.Decide(policylib.Flow{From: policylib.AddrEndpoint(src), To: policylib.AddrEndpoint(dst), Protocol: pr.proto, Port: pr.port})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := d.Allowed
+				if hostOK && rs.IsHost(src) && pods[dst] {
+					want = true
+				}
+				if got := rs.Allowed(src, dst, pr.proto, pr.port); got != want {
+					t.Errorf("%s: %s -> %s %s/%d: ruleset allows=%v, policylib allows=%v (egress %v, ingress %v)",
+						s.name, src, dst, pr.proto, pr.port, got, d.Allowed, d.Egress, d.Ingress)
+				}
+			}
+		}
+	}
+}
+
+func TestModelMatchesDecide(t *testing.T) {
+	for _, s := range goldenScenarios(t) {
+		e, rs := s.compile(t)
+		checkModel(t, s, e, rs)
+	}
+	seeds := 500
+	if testing.Short() {
+		seeds = 100
+	}
+	for seed := range uint64(seeds) {
+		s := randomScenario(seed)
+		e, rs := s.compile(t)
+		checkModel(t, s, e, rs)
+		if t.Failed() {
+			t.Fatalf("seed %d failed; policies:\n%s", seed, describePolicies(s))
+		}
+	}
+}
+
+func describePolicies(s scenario) string {
+	var b strings.Builder
+	for _, p := range s.snap.Policies {
+		b.WriteString(policyString(p))
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func policyString(p *networkingv1.NetworkPolicy) string {
+	return p.Namespace + "/" + p.Name + ": " + p.Spec.String()
+}
+
+func TestCompileDisjointPorts(t *testing.T) {
+	// Overlapping ranges with different peers become disjoint pieces whose
+	// peers are the union of the ranges covering them.
+	a := netip.MustParseAddr("10.0.0.1")
+	b := netip.MustParseAddr("10.0.0.2")
+	s := scenario{name: "overlap", snap: policylib.Snapshot{
+		Pods: []*corev1.Pod{
+			pod("n", "dst", labels("app", "dst"), []netip.Addr{netip.MustParseAddr("10.0.0.9")}),
+			pod("n", "a", labels("app", "a"), []netip.Addr{a}),
+			pod("n", "b", labels("app", "b"), []netip.Addr{b}),
+		},
+		Policies: []*networkingv1.NetworkPolicy{
+			withIngress(policy("n", "p1", sel("app", "dst"), ingressOnly),
+				ingress(peers(podPeer(sel("app", "a"))), rangePort(tcp, 80, 90)),
+				ingress(peers(podPeer(sel("app", "b"))), rangePort(tcp, 85, 100), numPort(tcp, 101)),
+				ingress(peers(podPeer(sel("app", "b"))), numPort(udp, 53)),
+			),
+			withIngress(policy("n", "p2", sel("app", "dst"), ingressOnly),
+				ingress(peers(podPeer(sel("app", "a"))))), // a on every port
+		},
+	}}
+	_, rs := s.compile(t)
+	p, ok := rs.Pod(netip.MustParseAddr("10.0.0.9"))
+	if !ok || p.Ingress == nil {
+		t.Fatal("dst has no ingress rules")
+	}
+	var got []string
+	for _, pr := range p.Ingress.Ports {
+		got = append(got, pr.String())
+	}
+	// a is allowed on every port, so it leaves the port pieces; b's 85-100
+	// and 101 merge.
+	want := []string{"TCP/85-101 {10.0.0.2/32}", "UDP/53 {10.0.0.2/32}"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("ports = %q, want %q", got, want)
+	}
+	if !p.Ingress.Any.Equal(addrset.Of(netip.PrefixFrom(a, 32))) {
+		t.Errorf("any = %s, want {10.0.0.1/32}", p.Ingress.Any)
+	}
+}
+
+func TestCompileOpenAndUnknown(t *testing.T) {
+	s := e2eScenario("allow-all", withIngress(policy("x", "all", sel(), ingressOnly), ingress(nil)))
+	_, rs := s.compile(t)
+	for _, p := range rs.Pods {
+		if p.Ingress != nil || p.Egress != nil {
+			t.Errorf("%s: a policy allowing everything still gives rules", p.Pod)
+		}
+	}
+	if strings.Contains(rs.Render(), "chain ingress/") {
+		t.Error("open pods rendered with chains")
+	}
+	_, err := enforcer.Compile(s.engine(t), []types.NamespacedName{{Namespace: "x", Name: "nope"}}, enforcer.Options{})
+	if !errors.Is(err, policylib.ErrUnknownEndpoint) {
+		t.Errorf("unknown local pod: err = %v, want ErrUnknownEndpoint", err)
+	}
+}
+
+func TestCompileConflicts(t *testing.T) {
+	same := []netip.Addr{netip.MustParseAddr("10.0.0.1")}
+	s := scenario{name: "conflict", snap: policylib.Snapshot{
+		Pods:     []*corev1.Pod{pod("n", "old", labels(), same), pod("n", "new", labels(), same)},
+		Policies: []*networkingv1.NetworkPolicy{policy("n", "deny", sel(), ingressOnly)},
+	}}
+	_, rs := s.compile(t)
+	if len(rs.Conflicts) != 1 || rs.Conflicts[0].Pods[0].Name != "new" {
+		t.Fatalf("conflicts = %+v, want one, dispatched to n/new", rs.Conflicts)
+	}
+	if n := strings.Count(rs.Render(), "10.0.0.1 : jump"); n != 1 {
+		t.Errorf("address in the map %d times, want once", n)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	if err := (enforcer.Options{}).Validate(); err != nil {
+		t.Errorf("zero Options: %v", err)
+	}
+	bad := enforcer.Options{
+		Table:     "9bad name",
+		NodeAddrs: []netip.Addr{{}, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("::ffff:10.0.0.1"), netip.MustParseAddr("fe80::1%eth0")},
+	}
+	err := bad.Validate()
+	if err == nil {
+		t.Fatal("bad Options validated")
+	}
+	for _, want := range []string{"Options.Table", "NodeAddrs[0]", "NodeAddrs[2]", "NodeAddrs[3]"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+	if _, err := enforcer.Compile(policylib.NewEngine(), nil, bad); err == nil {
+		t.Error("Compile accepted bad Options")
+	}
+	long := enforcer.Options{Table: strings.Repeat("t", 256)}
+	if long.Validate() == nil {
+		t.Error("a 256-byte table name validated")
+	}
+}
+
+func TestLongNames(t *testing.T) {
+	name := strings.Repeat("p", 253)
+	s := scenario{name: "long", snap: policylib.Snapshot{
+		Pods:     []*corev1.Pod{pod(strings.Repeat("n", 63), name, labels(), []netip.Addr{netip.MustParseAddr("10.0.0.1")})},
+		Policies: []*networkingv1.NetworkPolicy{policy(strings.Repeat("n", 63), "deny", sel(), bothTypes)},
+	}}
+	_, rs := s.compile(t)
+	for _, line := range strings.Split(rs.Render(), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		for _, word := range strings.Fields(line) {
+			if len(strings.TrimPrefix(word, "@")) > 255 {
+				t.Errorf("name of %d bytes: %.40s...", len(word), word)
+			}
+		}
+	}
+}

@@ -1,0 +1,197 @@
+package enforcer
+
+import (
+	"slices"
+
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/podwall/podwall/policylib"
+)
+
+// The table uses a small, fixed vocabulary of rules. Each has a text form
+// (for Render) and the expressions nft itself generates for that text, so
+// a table installed over netlink lists exactly like one loaded with nft -f.
+type ruleKind uint8
+
+const (
+	ruleEstablished ruleKind = iota // ct state established,related accept
+	ruleInvalid                     // ct state invalid drop
+	ruleNeighbor                    // icmpv6 type 135-136 accept (neighbour discovery)
+	ruleDispatch                    // ip saddr vmap @map
+	ruleAny                         // ip saddr @set return
+	rulePorts                       // ip saddr . meta l4proto . th dport @set return
+	ruleDrop                        // drop
+)
+
+type rule struct {
+	kind  ruleKind
+	v6    bool
+	saddr bool   // match the source address, else the destination
+	set   string // the set or map looked up
+}
+
+type baseChain struct {
+	name  string // also the hook
+	rules []rule
+}
+
+// baseChains are the hooked chains. forward carries pod-to-pod and
+// pod-to-elsewhere traffic (bridged traffic too, with
+// bridge-nf-call-iptables=1): the source's egress, then the destination's
+// ingress. input carries pod-to-node traffic: the source's egress. output
+// carries node-to-pod traffic: the destination's ingress, unless the host
+// may reach its pods. Neighbour solicitations and advertisements always
+// pass, as IPv6 needs them and they carry pod addresses. Invalid packets
+// are dropped on forward only: the node's own traffic is not ours to judge.
+func baseChains(allowHost bool) []baseChain {
+	egress := []rule{
+		{kind: ruleDispatch, saddr: true, set: mapName(policylib.Egress, false)},
+		{kind: ruleDispatch, saddr: true, v6: true, set: mapName(policylib.Egress, true)},
+	}
+	ingress := []rule{
+		{kind: ruleDispatch, set: mapName(policylib.Ingress, false)},
+		{kind: ruleDispatch, v6: true, set: mapName(policylib.Ingress, true)},
+	}
+	head := func(invalid bool) []rule {
+		rs := []rule{{kind: ruleEstablished}}
+		if invalid {
+			rs = append(rs, rule{kind: ruleInvalid})
+		}
+		return append(rs, rule{kind: ruleNeighbor})
+	}
+	chains := []baseChain{
+		{chainForward, slices.Concat(head(true), egress, ingress)},
+		{chainInput, slices.Concat(head(false), egress)},
+	}
+	if !allowHost {
+		chains = append(chains, baseChain{chainOutput, slices.Concat(head(false), ingress)})
+	}
+	return chains
+}
+
+// podChainRules are the rules of one pod's chain: per address family of
+// the pod, the any-port set and the port set, each returning on a match to
+// the base chain, which goes on to the other end's check; then drop.
+// Ingress matches the source address, egress the destination.
+func podChainRules(dir policylib.Direction, chain string, v4, v6 bool) []rule {
+	saddr := dir == policylib.Ingress
+	var rs []rule
+	for _, fam := range []bool{false, true} {
+		if fam && !v6 || !fam && !v4 {
+			continue
+		}
+		rs = append(rs,
+			rule{kind: ruleAny, v6: fam, saddr: saddr, set: anySetName(chain, fam)},
+			rule{kind: rulePorts, v6: fam, saddr: saddr, set: portsSetName(chain, fam)},
+		)
+	}
+	return append(rs, rule{kind: ruleDrop})
+}
+
+func (r rule) text() string {
+	ip, addr := "ip", "daddr"
+	if r.v6 {
+		ip = "ip6"
+	}
+	if r.saddr {
+		addr = "saddr"
+	}
+	switch r.kind {
+	case ruleEstablished:
+		return "ct state established,related accept"
+	case ruleInvalid:
+		return "ct state invalid drop"
+	case ruleNeighbor:
+		return "icmpv6 type 135-136 accept"
+	case ruleDispatch:
+		return ip + " " + addr + " vmap @" + r.set
+	case ruleAny:
+		return ip + " " + addr + " @" + r.set + " return"
+	case rulePorts:
+		return ip + " " + addr + " . meta l4proto . th dport @" + r.set + " return"
+	}
+	return "drop"
+}
+
+// Registers as nft allocates them: 1 is the first 16-byte register, 2 the
+// second; 9 and up are 4-byte registers (9 is the second word of 1).
+const (
+	reg1  = 1
+	reg2  = 2
+	reg9  = 9
+	reg10 = 10
+	reg13 = 13
+)
+
+// exprs returns the rule's expressions; setID is the transaction id of the
+// set when it is created in the same batch (0 otherwise: looked up by name).
+func (r rule) exprs(setID uint32) []expr.Any {
+	switch r.kind {
+	case ruleEstablished:
+		return ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED, expr.VerdictAccept)
+	case ruleInvalid:
+		return ctState(expr.CtStateBitINVALID, expr.VerdictDrop)
+	case ruleNeighbor:
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV6}},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_ICMPV6}},
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpGte, Register: reg1, Data: []byte{135}},
+			&expr.Cmp{Op: expr.CmpOpLte, Register: reg1, Data: []byte{136}},
+			&expr.Verdict{Kind: expr.VerdictAccept},
+		}
+	case ruleDispatch:
+		return append(r.loadAddr(),
+			&expr.Lookup{SourceRegister: reg1, DestRegister: 0, IsDestRegSet: true, SetName: r.set, SetID: setID})
+	case ruleAny:
+		return append(r.loadAddr(),
+			&expr.Lookup{SourceRegister: reg1, SetName: r.set, SetID: setID},
+			&expr.Verdict{Kind: expr.VerdictReturn})
+	case rulePorts:
+		proto, port := uint32(reg9), uint32(reg10)
+		if r.v6 {
+			proto, port = reg2, reg13
+		}
+		return append(r.loadAddr(),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: proto},
+			&expr.Byteorder{SourceRegister: proto, DestRegister: proto, Op: expr.ByteorderHton, Len: 1, Size: 2},
+			&expr.Payload{DestRegister: port, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: reg1, SetName: r.set, SetID: setID},
+			&expr.Verdict{Kind: expr.VerdictReturn})
+	}
+	return []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}
+}
+
+// loadAddr checks the family and loads the source or destination address
+// into register 1.
+func (r rule) loadAddr() []expr.Any {
+	nfproto, offset, length := byte(unix.NFPROTO_IPV4), uint32(16), uint32(4)
+	if r.saddr {
+		offset = 12
+	}
+	if r.v6 {
+		nfproto, offset, length = unix.NFPROTO_IPV6, 24, 16
+		if r.saddr {
+			offset = 8
+		}
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfproto}},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: length},
+	}
+}
+
+func ctState(bits uint32, verdict expr.VerdictKind) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte{0, 0, 0, 0}},
+		&expr.Verdict{Kind: verdict},
+	}
+}
