@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -71,6 +72,22 @@ type podSet struct {
 	podSel *Selector  // nil: every pod in scope
 	pods   bitset
 	refs   int
+	// addrs caches the members' addresses for PodRules. Writers hold the
+	// engine's lock and drop it; readers under the read lock may race to
+	// fill it, with equal values.
+	addrs atomic.Pointer[addrset.Set]
+}
+
+func (s *podSet) add(id int32) {
+	s.pods.set(id)
+	s.addrs.Store(nil)
+}
+
+func (s *podSet) remove(id int32) {
+	if s.pods.has(id) {
+		s.pods.clear(id)
+		s.addrs.Store(nil)
+	}
 }
 
 type podSetKey struct {
@@ -295,14 +312,14 @@ func (e *Engine) relabelNamespace(n *namespace, labels map[string]string) {
 	for s := range e.remoteSets {
 		if !s.nsSel.Matches(labels) {
 			for p := range n.pods {
-				s.pods.clear(p.id)
+				s.remove(p.id)
 			}
 			continue
 		}
 		n.remoteSets = append(n.remoteSets, s)
 		for p := range n.pods {
 			if s.matchesPod(p) {
-				s.pods.set(p.id)
+				s.add(p.id)
 			}
 		}
 	}
@@ -392,6 +409,18 @@ func (e *Engine) SetPod(p *corev1.Pod) error {
 		if old.hostNetwork == np.hostNetwork && maps.Equal(old.labels, np.labels) {
 			// Same identity for every selector: only addresses and ports move.
 			e.unindexIPs(old)
+			if !slices.Equal(old.ips, np.ips) {
+				for _, set := range old.ns.localSets {
+					if set.pods.has(old.id) {
+						set.addrs.Store(nil)
+					}
+				}
+				for _, set := range old.ns.remoteSets {
+					if set.pods.has(old.id) {
+						set.addrs.Store(nil)
+					}
+				}
+			}
 			old.ips, old.node, old.ports = np.ips, np.node, np.ports
 			e.indexIPs(old)
 			return nil
@@ -511,12 +540,12 @@ func (e *Engine) addPod(p *pod) {
 	}
 	for _, set := range p.ns.localSets {
 		if set.matchesPod(p) {
-			set.pods.set(p.id)
+			set.add(p.id)
 		}
 	}
 	for _, set := range p.ns.remoteSets {
 		if set.matchesPod(p) {
-			set.pods.set(p.id)
+			set.add(p.id)
 		}
 	}
 	for _, pol := range p.ns.policies { // sorted, so appends keep p.policies sorted
@@ -534,10 +563,10 @@ func (e *Engine) addPod(p *pod) {
 
 func (e *Engine) removePod(p *pod) {
 	for _, set := range p.ns.localSets {
-		set.pods.clear(p.id)
+		set.remove(p.id)
 	}
 	for _, set := range p.ns.remoteSets {
-		set.pods.clear(p.id)
+		set.remove(p.id)
 	}
 	e.unindexIPs(p)
 	delete(p.ns.pods, p)
@@ -662,7 +691,7 @@ func (e *Engine) acquireSet(local *namespace, nsSel, podSel *Selector) *podSet {
 	fill := func(n *namespace) {
 		for p := range n.pods {
 			if s.matchesPod(p) {
-				s.pods.set(p.id)
+				s.add(p.id)
 			}
 		}
 	}

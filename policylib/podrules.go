@@ -134,8 +134,8 @@ func (e *Engine) ruleAllows(self *pod, dir Direction, r *rule, ref RuleRef) []Al
 	// Egress: the names resolve on each destination pod the rule reaches.
 	// Destinations that are not pods never match a named port.
 	byPort := map[PortRange][]netip.Addr{}
-	for _, p := range e.pods {
-		if p == nil || p.hostNetwork {
+	for _, p := range e.candidateDestinations(r) {
+		if p.hostNetwork {
 			continue
 		}
 		for _, ip := range p.ips {
@@ -166,27 +166,60 @@ func (e *Engine) ruleAllows(self *pod, dir Direction, r *rule, ref RuleRef) []Al
 	return out
 }
 
+// candidateDestinations returns the pods a rule's peers may match: the
+// members of its pod sets when it has only pod peers, else every pod.
+func (e *Engine) candidateDestinations(r *rule) []*pod {
+	var out []*pod
+	onlyPodPeers := len(r.peers) > 0 && !slices.ContainsFunc(r.peers, func(pe *peer) bool { return pe.ipBlock })
+	if !onlyPodPeers {
+		for _, p := range e.pods {
+			if p != nil {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	var ids bitset
+	for _, pe := range r.peers {
+		pe.set.pods.forEach(func(id int32) { ids.set(id) })
+	}
+	ids.forEach(func(id int32) { out = append(out, e.pods[id]) })
+	return out
+}
+
 // peerAddrs is the union of the addresses the rule's peers match: ipBlocks
 // as written (less pod addresses when ipBlocks must not match pods) and the
 // addresses of the pods the pod peers select.
 func (e *Engine) peerAddrs(r *rule) addrset.Set {
-	var set addrset.Set
-	var podAddrs []netip.Prefix
+	var set, pods addrset.Set
 	for _, pe := range r.peers {
 		if pe.ipBlock {
 			set = set.Union(pe.addrs)
-			continue
+		} else {
+			pods = pods.Union(e.setAddrs(pe.set))
 		}
-		pe.set.pods.forEach(func(id int32) {
-			for _, ip := range e.pods[id].ips {
-				podAddrs = append(podAddrs, netip.PrefixFrom(ip, ip.BitLen()))
-			}
-		})
 	}
 	if !e.opts.ipBlockMatchesPods && !set.IsEmpty() {
 		set = set.Difference(e.allPodAddrs())
 	}
-	return set.Union(addrset.Of(podAddrs...))
+	return set.Union(pods)
+}
+
+// setAddrs returns the addresses of a pod set's members, cached on the set
+// until its membership or a member's addresses change.
+func (e *Engine) setAddrs(s *podSet) addrset.Set {
+	if c := s.addrs.Load(); c != nil {
+		return *c
+	}
+	var ps []netip.Prefix
+	s.pods.forEach(func(id int32) {
+		for _, ip := range e.pods[id].ips {
+			ps = append(ps, netip.PrefixFrom(ip, ip.BitLen()))
+		}
+	})
+	set := addrset.Of(ps...)
+	s.addrs.Store(&set)
+	return set
 }
 
 func (e *Engine) allPodAddrs() addrset.Set {
