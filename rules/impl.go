@@ -1,0 +1,379 @@
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ktypes "k8s.io/apimachinery/pkg/types"
+
+	"github.com/podwall/podwall/policylib"
+	"github.com/podwall/podwall/policylib/addrset"
+)
+
+// Every built-in below decides nothing itself: it converts its arguments,
+// calls policylib (or addrset) and converts the answer back.
+
+func selectorMatches(bctx rego.BuiltinContext, args []*ast.Term) (*ast.Term, error) {
+	o, err := objectArg(args, 0, "selector")
+	if err != nil {
+		return nil, err
+	}
+	sel, err := cached(bctx, "selector", o, func() (policylib.Selector, error) {
+		var ls metav1.LabelSelector
+		if err := decode(o, &ls, true); err != nil {
+			return policylib.Selector{}, fmt.Errorf("%s: not a label selector: %w", argName(0, "selector"), err)
+		}
+		s, err := policylib.ParseSelector(&ls)
+		if err != nil {
+			return policylib.Selector{}, fmt.Errorf("%s: invalid label selector: %w", argName(0, "selector"), err)
+		}
+		return s, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	labels, err := labelsArg(args, 1)
+	if err != nil {
+		return nil, err
+	}
+	return ast.InternedTerm(sel.Matches(labels)), nil
+}
+
+func ipBlockContains(bctx rego.BuiltinContext, args []*ast.Term) (*ast.Term, error) {
+	o, err := objectArg(args, 0, "ipblock")
+	if err != nil {
+		return nil, err
+	}
+	set, err := cached(bctx, "ipblock", o, func() (addrset.Set, error) {
+		var b networkingv1.IPBlock
+		if err := decode(o, &b, true); err != nil {
+			return addrset.Set{}, fmt.Errorf("%s: not an ipBlock: %w", argName(0, "ipblock"), err)
+		}
+		s, err := addrset.IPBlock(b.CIDR, b.Except)
+		if err != nil {
+			return addrset.Set{}, fmt.Errorf("%s: %w", argName(0, "ipblock"), err)
+		}
+		return s, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s, err := stringArg(args, 1, "addr")
+	if err != nil {
+		return nil, err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", argName(1, "addr"), err)
+	}
+	return ast.InternedTerm(set.Contains(a.Unmap())), nil
+}
+
+// portsAllow asks policylib whether the policy's rules in one direction
+// allow a port on a pod, with every rule's peers widened to "everyone": an
+// engine holding the pod, a copy of the policy selecting every pod of the
+// pod's namespace, and a flow the widened rules can only refuse on ports.
+func portsAllow(_ rego.BuiltinContext, args []*ast.Term) (*ast.Term, error) {
+	np, err := policyArg(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	pod, err := podArg(args, 1)
+	if err != nil {
+		return nil, err
+	}
+	n, ok := args[2].Value.(ast.Number)
+	if !ok {
+		return nil, fmt.Errorf("%s: want a number, got %s", argName(2, "port"), ast.ValueName(args[2].Value))
+	}
+	port, ok := n.Int()
+	if !ok || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("%s: %v: want an integer port 1-65535", argName(2, "port"), n)
+	}
+	protoName, err := stringArg(args, 3, "protocol")
+	if err != nil {
+		return nil, err
+	}
+	proto, err := policylib.ParseProtocol(protoName)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", argName(3, "protocol"), err)
+	}
+	dir, err := directionArg(args, 4)
+	if err != nil {
+		return nil, err
+	}
+
+	d := policylib.DefaultPolicy(np)
+	want := networkingv1.PolicyTypeIngress
+	if dir == policylib.Egress {
+		want = networkingv1.PolicyTypeEgress
+	}
+	isolates := false
+	for _, t := range d.Spec.PolicyTypes {
+		isolates = isolates || t == want
+	}
+	if !isolates {
+		return ast.InternedTerm(false), nil // the API ignores rules of a direction the policy does not isolate
+	}
+	wide := d.DeepCopy()
+	wide.Spec.PodSelector = metav1.LabelSelector{}
+	wide.Spec.PolicyTypes = []networkingv1.PolicyType{want}
+	for i := range wide.Spec.Ingress {
+		wide.Spec.Ingress[i].From = nil
+	}
+	for i := range wide.Spec.Egress {
+		wide.Spec.Egress[i].To = nil
+	}
+	ns := np.Namespace
+	dst := &corev1.Pod{Spec: *pod.Spec.DeepCopy()}
+	dst.Name, dst.Namespace = "destination", ns
+	dst.Spec.HostNetwork = false
+	src := &corev1.Pod{}
+	src.Name, src.Namespace = "source", ns
+	eng, err := policylib.Build(policylib.Snapshot{Pods: []*corev1.Pod{dst, src}, Policies: []*networkingv1.NetworkPolicy{wide}})
+	if err != nil {
+		return nil, err
+	}
+	from := policylib.AddrEndpoint(netip.MustParseAddr("192.0.2.1")) // TEST-NET-1: never a pod here
+	if dir == policylib.Egress {
+		from = policylib.PodEndpoint(ns, src.Name)
+	}
+	dec, err := eng.Decide(policylib.Flow{From: from, To: policylib.PodEndpoint(ns, dst.Name), Protocol: proto, Port: int32(port)})
+	if err != nil {
+		return nil, err
+	}
+	v := dec.Ingress
+	if dir == policylib.Egress {
+		v = dec.Egress
+	}
+	return ast.InternedTerm(v.Outcome == policylib.AllowedByRule), nil
+}
+
+func isDefaultDeny(_ rego.BuiltinContext, args []*ast.Term) (*ast.Term, error) {
+	np, err := policyArg(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := directionArg(args, 1)
+	if err != nil {
+		return nil, err
+	}
+	return ast.InternedTerm(policylib.IsDefaultDeny(np, dir)), nil
+}
+
+func allowAllRules(_ rego.BuiltinContext, args []*ast.Term) (*ast.Term, error) {
+	np, err := policyArg(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := directionArg(args, 1)
+	if err != nil {
+		return nil, err
+	}
+	idx := policylib.AllowAllRules(np, dir)
+	out := make([]*ast.Term, len(idx))
+	for i, x := range idx {
+		out[i] = ast.InternedTerm(x)
+	}
+	return ast.ArrayTerm(out...), nil
+}
+
+func lint(bctx rego.BuiltinContext, args []*ast.Term) (*ast.Term, error) {
+	o, err := objectArg(args, 0, "snapshot")
+	if err != nil {
+		return nil, err
+	}
+	snap, err := decodeSnapshot(o, argName(0, "snapshot"))
+	if err != nil {
+		return nil, err
+	}
+	findings := policylib.Lint(snap)
+	out := make([]*ast.Term, len(findings))
+	for i, f := range findings {
+		out[i] = ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("severity"), ast.StringTerm(f.Severity.String())),
+			ast.Item(ast.InternedTerm("code"), ast.StringTerm(f.Code)),
+			ast.Item(ast.InternedTerm("policy"), ast.ObjectTerm(
+				ast.Item(ast.InternedTerm("namespace"), ast.StringTerm(f.Policy.Namespace)),
+				ast.Item(ast.InternedTerm("name"), ast.StringTerm(f.Policy.Name)),
+			)),
+			ast.Item(ast.InternedTerm("field"), ast.StringTerm(f.Field)),
+			ast.Item(ast.InternedTerm("message"), ast.StringTerm(f.Message)),
+		)
+	}
+	return ast.ArrayTerm(out...), nil
+}
+
+// ---- podwall.decide ----
+
+func decide(bctx rego.BuiltinContext, args []*ast.Term) (*ast.Term, error) {
+	o, err := objectArg(args, 0, "snapshot")
+	if err != nil {
+		return nil, err
+	}
+	fo, err := objectArg(args, 1, "flow")
+	if err != nil {
+		return nil, err
+	}
+	flow, err := flowArg(fo, argName(1, "flow"))
+	if err != nil {
+		return nil, err
+	}
+	eng, err := engineFor(bctx, o)
+	if err != nil {
+		return nil, err
+	}
+	x, err := eng.Explain(flow)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", argName(1, "flow"), err)
+	}
+	return explanationTerm(x), nil
+}
+
+// engineBuilds counts the engines podwall.decide compiled, for tests of
+// the per-query cache.
+var engineBuilds atomic.Int64
+
+// engineFor compiles a snapshot once per query: a rule that decides many
+// flows against one snapshot builds the engine once.
+func engineFor(bctx rego.BuiltinContext, o ast.Object) (*policylib.Engine, error) {
+	return cached(bctx, "engine", o, func() (*policylib.Engine, error) {
+		engineBuilds.Add(1)
+		arg := argName(0, "snapshot")
+		snap, err := decodeSnapshot(o, arg)
+		if err != nil {
+			return nil, err
+		}
+		// Never decide on half a cluster: an invalid object is an error.
+		eng, err := policylib.Build(snap)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", arg, err)
+		}
+		return eng, nil
+	})
+}
+
+// flowArg reads {from, to, protocol, port}; protocol defaults to TCP, port
+// is required unless the protocol is ICMP.
+func flowArg(o ast.Object, arg string) (policylib.Flow, error) {
+	f := policylib.Flow{Protocol: policylib.TCP}
+	var haveFrom, haveTo, havePort bool
+	err := o.Iter(func(k, v *ast.Term) error {
+		ks, _ := k.Value.(ast.String)
+		key := string(ks)
+		str := func() (string, error) {
+			s, ok := v.Value.(ast.String)
+			if !ok {
+				return "", fmt.Errorf("%s: %s: want a string, got %s", arg, key, ast.ValueName(v.Value))
+			}
+			return string(s), nil
+		}
+		switch key {
+		case "from", "to":
+			s, err := str()
+			if err != nil {
+				return err
+			}
+			ep, err := policylib.ParseEndpoint(s)
+			if err != nil {
+				return fmt.Errorf("%s: %s: %w", arg, key, err)
+			}
+			if key == "from" {
+				f.From, haveFrom = ep, true
+			} else {
+				f.To, haveTo = ep, true
+			}
+		case "protocol":
+			s, err := str()
+			if err != nil {
+				return err
+			}
+			if f.Protocol, err = policylib.ParseProtocol(s); err != nil {
+				return fmt.Errorf("%s: protocol: %w", arg, err)
+			}
+		case "port":
+			n, ok := v.Value.(ast.Number)
+			if !ok {
+				return fmt.Errorf("%s: port: want a number, got %s", arg, ast.ValueName(v.Value))
+			}
+			p, ok := n.Int()
+			if !ok || p < 0 || p > 65535 {
+				return fmt.Errorf("%s: port: %v: want an integer port 1-65535", arg, n)
+			}
+			f.Port, havePort = int32(p), true
+		default:
+			return fmt.Errorf("%s: unknown field %v: want from, to, protocol, port", arg, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return f, err
+	}
+	var missing []string
+	if !haveFrom {
+		missing = append(missing, "from")
+	}
+	if !haveTo {
+		missing = append(missing, "to")
+	}
+	if !havePort && f.Protocol.HasPorts() {
+		missing = append(missing, "port")
+	}
+	if len(missing) > 0 {
+		return f, fmt.Errorf("%s: missing %s", arg, strings.Join(missing, ", "))
+	}
+	return f, nil
+}
+
+func explanationTerm(x policylib.Explanation) *ast.Term {
+	side := func(v policylib.Verdict, pols []string) *ast.Term {
+		rule := ast.NullTerm()
+		if v.Outcome == policylib.AllowedByRule {
+			r := v.Rule
+			rule = ast.ObjectTerm(
+				ast.Item(ast.InternedTerm("policy"), ast.StringTerm(r.Policy.String())),
+				ast.Item(ast.InternedTerm("namespace"), ast.StringTerm(r.Policy.Namespace)),
+				ast.Item(ast.InternedTerm("name"), ast.StringTerm(r.Policy.Name)),
+				ast.Item(ast.InternedTerm("direction"), ast.StringTerm(r.Direction.String())),
+				ast.Item(ast.InternedTerm("rule"), ast.InternedTerm(r.Rule)),
+				ast.Item(ast.InternedTerm("peer"), ast.InternedTerm(r.Peer)),
+				ast.Item(ast.InternedTerm("port"), ast.InternedTerm(r.Port)),
+				ast.Item(ast.InternedTerm("ref"), ast.StringTerm(r.String())),
+			)
+		}
+		ps := make([]*ast.Term, len(pols))
+		for i, p := range pols {
+			ps[i] = ast.StringTerm(p)
+		}
+		return ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("outcome"), ast.StringTerm(v.Outcome.String())),
+			ast.Item(ast.InternedTerm("rule"), rule),
+			ast.Item(ast.InternedTerm("policies"), ast.ArrayTerm(ps...)),
+		)
+	}
+	keys := func(ks []ktypes.NamespacedName) []string {
+		out := make([]string, len(ks))
+		for i, k := range ks {
+			out[i] = k.String()
+		}
+		return out
+	}
+	notes := make([]*ast.Term, len(x.Notes))
+	for i, n := range x.Notes {
+		notes[i] = ast.StringTerm(n)
+	}
+	return ast.ObjectTerm(
+		ast.Item(ast.InternedTerm("allowed"), ast.InternedTerm(x.Decision.Allowed)),
+		ast.Item(ast.InternedTerm("egress"), side(x.Decision.Egress, keys(x.EgressPolicies))),
+		ast.Item(ast.InternedTerm("ingress"), side(x.Decision.Ingress, keys(x.IngressPolicies))),
+		ast.Item(ast.InternedTerm("notes"), ast.ArrayTerm(notes...)),
+		ast.Item(ast.InternedTerm("reasons"), ast.StringTerm(x.String())),
+	)
+}

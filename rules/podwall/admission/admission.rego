@@ -1,0 +1,92 @@
+# METADATA
+# title: podwall admission
+# description: |
+#   The entry point: input is an AdmissionReview (input.request), data is the
+#   AdmissionConfiguration at data.podwall.config and the cluster state at
+#   data.kubernetes (kube-mgmt's layout). Each rule family's violations go to
+#   deny, warn or dryrun according to its enforcementAction; patch is the JSON
+#   patch the mutating webhook applies; review is a complete AdmissionReview
+#   response for running the bundle as the webhook itself.
+package podwall.admission
+
+import data.podwall.admission.default_deny
+import data.podwall.admission.netpol_hygiene
+import data.podwall.admission.protected_access
+import data.podwall.admission.required_labels
+import data.podwall.lib
+
+# violations are every family's findings, each with its family (the
+# configuration key), code, field, message and action: the family's
+# enforcementAction unless the finding carries its own (a tolerated
+# violation or a lint warning is a warning). For audit, and for comparing
+# with the Go rules.
+violations contains with_family(v, "requiredLabels") if some v in required_labels.violation
+
+violations contains with_family(v, "defaultDeny") if some v in default_deny.violation
+
+violations contains with_family(v, "networkPolicyHygiene") if some v in netpol_hygiene.violation
+
+violations contains with_family(v, "protectedAccess") if some v in protected_access.violation
+
+with_family(v, family) := {
+	"rule": family,
+	"code": object.get(v, "code", ""),
+	"field": object.get(v, "field", ""),
+	"msg": v.msg,
+	"action": object.get(v, "action", lib.action(family)),
+}
+
+deny contains {"rule": v.rule, "msg": v.msg} if {
+	some v in violations
+	v.action == "deny"
+}
+
+warn contains {"rule": v.rule, "msg": v.msg} if {
+	some v in violations
+	v.action == "warn"
+}
+
+# Notes about what the patch changes are warnings too.
+warn contains {"rule": "requiredLabels", "msg": required_labels.note} if count(patch) > 0
+
+# dryrun holds what would have been denied or warned about, for audit.
+dryrun contains {"rule": v.rule, "msg": v.msg} if {
+	some v in violations
+	v.action == "dryrun"
+}
+
+# patch adds default labels (requiredLabels) on CREATE, unless that family
+# is dryrun.
+default patch := []
+
+patch := required_labels.patch
+
+default allowed := false
+
+allowed if count(deny) == 0
+
+review := {
+	"apiVersion": "admission.k8s.io/v1",
+	"kind": "AdmissionReview",
+	"response": object.union_n([
+		{"uid": object.get(input, ["request", "uid"], ""), "allowed": allowed},
+		status,
+		warnings,
+		patch_fields,
+	]),
+}
+
+messages(s) := sort([sprintf("[%s] %s", [x.rule, x.msg]) | some x in s])
+
+status := {"status": {"code": 403, "reason": "Forbidden", "message": concat("; ", messages(deny))}} if {
+	not allowed
+} else := {}
+
+warnings := {"warnings": messages(warn)} if {
+	count(warn) > 0
+} else := {}
+
+patch_fields := {"patchType": "JSONPatch", "patch": base64.encode(json.marshal(patch))} if {
+	allowed
+	count(patch) > 0
+} else := {}

@@ -1,0 +1,150 @@
+package podwall.admission.protected_access_test
+
+import data.podwall.admission.protected_access
+import data.podwall.test.fixtures
+
+cfg := fixtures.only_rule("protectedAccess")
+
+httpd_selector := {"matchLabels": {"name": "networkpolicy-demo"}}
+
+ingress_policy(name, rules) := fixtures.policy("default", name, {"podSelector": httpd_selector, "ingress": rules})
+
+# busybox has run=busybox but no access=true.
+run_busybox := ingress_policy("run-busybox", [{
+	"from": [{"podSelector": {"matchLabels": {"run": "busybox"}}}],
+	"ports": [{"port": 80}],
+}])
+
+targets(vs) := {v.target | some v in vs}
+
+test_opening_to_pods_without_access_is_a_violation if {
+	vs := protected_access.violation with input as fixtures.create(run_busybox) with data.podwall.config as cfg
+		with data.kubernetes as fixtures.kubernetes
+	targets(vs) == {"default/httpd-1", "default/httpd-2", "default/httpd-3"}
+	some v in vs
+	v.target == "default/httpd-1"
+	v.msg == "creating NetworkPolicy default/run-busybox would let pods without access=true reach protected pod default/httpd-1 on TCP/80 (default/busybox)"
+}
+
+test_the_seed_policies_pass if {
+	# stage 1: only access=true pods
+	count(protected_access.violation) == 0 with input as fixtures.create(fixtures.access_httpd) with data.podwall.config as cfg
+		with data.kubernetes as fixtures.kubernetes_stage0
+
+	# stage 2: plus the node network, where no pod lives
+	count(protected_access.violation) == 0 with input as fixtures.update(fixtures.access_httpd_ipblock, fixtures.access_httpd)
+		with data.podwall.config as cfg
+		with data.kubernetes as fixtures.kubernetes
+}
+
+test_ipblock_covering_pod_addresses_is_a_violation if {
+	p := ingress_policy("pod-cidr", [{"from": [{"ipBlock": {"cidr": "10.244.1.0/24"}}], "ports": [{"port": 80}]}])
+	vs := protected_access.violation with input as fixtures.create(p) with data.podwall.config as cfg with data.kubernetes as fixtures.kubernetes
+	count(vs) == 3
+	every v in vs {
+		contains(v.msg, "default/busybox")
+	}
+	some v in vs
+	v.target == "default/httpd-1"
+	contains(v.msg, "(default/busybox, default/httpd-2)")
+}
+
+test_allow_all_reaches_new_pods_everywhere if {
+	p := ingress_policy("everyone", [{}])
+	vs := protected_access.violation with input as fixtures.create(p) with data.podwall.config as cfg with data.kubernetes as fixtures.kubernetes
+	count(vs) == 3
+	some v in vs
+	v.target == "default/httpd-1"
+	contains(v.msg, "any new pod in namespace dev")
+	contains(v.msg, "any new pod in namespace kube-system")
+}
+
+test_other_namespaces_through_namespace_selector if {
+	p := ingress_policy("from-dev", [{"from": [{"namespaceSelector": {"matchLabels": {"env": "dev"}}}], "ports": [{"port": 80}]}])
+	vs := protected_access.violation with input as fixtures.create(p) with data.podwall.config as cfg with data.kubernetes as fixtures.kubernetes
+	count(vs) == 3
+	every v in vs {
+		endswith(v.msg, "on TCP/80 (any new pod in namespace dev)")
+	}
+}
+
+test_named_ports_resolve_on_the_protected_pod if {
+	p := ingress_policy("named", [{"from": [{"podSelector": {}}], "ports": [{"port": "http"}]}])
+	k := json.patch(fixtures.kubernetes, [{
+		"op": "add",
+		"path": "/pods/default/httpd-1/spec/containers/0/ports/0/name",
+		"value": "http",
+	}])
+	vs := protected_access.violation with input as fixtures.create(p) with data.podwall.config as cfg with data.kubernetes as k
+	targets(vs) == {"default/httpd-1"}
+}
+
+test_other_ports_are_not_opened if {
+	p := ingress_policy("udp", [{"from": [{"podSelector": {}}], "ports": [{"protocol": "UDP", "port": 53}]}])
+	vs := protected_access.violation with input as fixtures.create(p) with data.podwall.config as cfg with data.kubernetes as fixtures.kubernetes
+	count(vs) == 3
+	every v in vs {
+		contains(v.msg, "on UDP/53")
+	}
+}
+
+test_deleting_the_only_isolating_policy_opens if {
+	k := fixtures.with_policies([fixtures.access_httpd])
+	vs := protected_access.violation with input as fixtures.delete(fixtures.access_httpd) with data.podwall.config as cfg with data.kubernetes as k
+	targets(vs) == {"default/httpd-1", "default/httpd-2", "default/httpd-3"}
+	some v in vs
+	startswith(v.msg, "deleting NetworkPolicy default/access-httpd would let")
+}
+
+test_deleting_is_fine_while_a_default_deny_stays if {
+	count(protected_access.violation) == 0 with input as fixtures.delete(fixtures.access_httpd) with data.podwall.config as cfg
+		with data.kubernetes as fixtures.kubernetes
+}
+
+test_narrowing_passes if {
+	count(protected_access.violation) == 0 with input as fixtures.update(fixtures.access_httpd, run_busybox) with data.podwall.config as cfg
+		with data.kubernetes as fixtures.with_policies([run_busybox])
+}
+
+test_already_open_by_another_policy_is_not_blamed if {
+	# everyone can already reach httpd through run_busybox-like "everyone";
+	# a second policy allowing busybox opens nothing new, but still grants it.
+	other := ingress_policy("everyone", [{}])
+	k := fixtures.with_policies([other])
+	vs := protected_access.violation with input as fixtures.create(run_busybox) with data.podwall.config as cfg with data.kubernetes as k
+	count(vs) == 0
+}
+
+test_required_peer_labels_are_configurable if {
+	c := json.patch(cfg, [{"op": "replace", "path": "/rules/protectedAccess/requiredPeerLabels", "value": {"tier": "frontend"}}])
+	vs := protected_access.violation with input as fixtures.create(fixtures.access_httpd) with data.podwall.config as c
+		with data.kubernetes as fixtures.kubernetes_stage0
+	count(vs) == 3
+	some v in vs
+	contains(v.msg, "without tier=frontend")
+	contains(v.msg, "default/busybox-access")
+}
+
+test_policies_selecting_no_protected_pod_are_not_checked if {
+	p := fixtures.policy("default", "busybox-only", {"podSelector": {"matchLabels": {"run": "busybox"}}, "ingress": [{}]})
+	count(protected_access.violation) == 0 with input as fixtures.create(p) with data.podwall.config as cfg with data.kubernetes as fixtures.kubernetes
+	d := fixtures.policy("dev", "everyone", {"podSelector": {}, "ingress": [{}]})
+	count(protected_access.violation) == 0 with input as fixtures.create(d) with data.podwall.config as cfg with data.kubernetes as fixtures.kubernetes
+}
+
+test_disabled_without_a_protected_selector if {
+	c := json.remove(cfg, ["rules/protectedAccess/protectedSelector"])
+	count(protected_access.violation) == 0 with input as fixtures.create(run_busybox) with data.podwall.config as c
+		with data.kubernetes as fixtures.kubernetes
+	count(protected_access.violation) == 0 with input as fixtures.create(run_busybox) with data.podwall.config as {}
+		with data.kubernetes as fixtures.kubernetes
+}
+
+test_undecidable_flows_fail_closed if {
+	# A pod with an unparsable address makes the snapshot invalid: decide
+	# fails, and with non-strict built-in errors the calls are undefined.
+	k := json.patch(fixtures.kubernetes, [{"op": "replace", "path": "/pods/default/busybox/status/podIP", "value": "not-an-ip"}])
+	vs := protected_access.violation with input as fixtures.create(run_busybox) with data.podwall.config as cfg with data.kubernetes as k
+	some v in vs
+	contains(v.msg, "could not decide")
+}

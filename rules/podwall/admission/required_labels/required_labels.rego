@@ -1,0 +1,159 @@
+# METADATA
+# title: requiredLabels
+# description: |
+#   Pods, and the pod templates of Deployments, ReplicaSets, StatefulSets,
+#   DaemonSets, Jobs and CronJobs, must carry the configured labels, with one
+#   of allowedValues when given. On CREATE a missing label that has a default
+#   is added by the patch (so it is no violation, unless the family is dryrun:
+#   then "would set" is recorded). On UPDATE a violation the old object
+#   already had is tolerated: downgraded to a warning. Uses no podwall
+#   built-in beyond the match's selectors (podwall.lib.selectors).
+#
+#   data.podwall.config.rules.requiredLabels:
+#     labels: [{key, allowedValues, default}]
+#     enforcementAction: deny | warn | dryrun, match: {kinds, namespaces,
+#     excludedNamespaces, namespaceSelector, objectSelector}
+package podwall.admission.required_labels
+
+import data.podwall.lib
+
+family := "requiredLabels"
+
+cfg := lib.rule_config(family)
+
+checked if {
+	lib.applies(family)
+	lib.kind in lib.pod_kinds
+	lib.operation in {"CREATE", "UPDATE"}
+	not lib.being_deleted
+}
+
+required := [r | some r in cfg.labels; is_string(r.key)]
+
+labels := lib.labels_at(lib.resource, lib.labels_path)
+
+field(key) := sprintf("%s[%s]", [concat(".", lib.labels_path), key])
+
+what := "label" if lib.kind == "Pod"
+
+else := "pod template label"
+
+allowed_values(req) := vs if {
+	vs := req.allowedValues
+	is_array(vs)
+} else := []
+
+# patching: the patch adds the defaults (CREATE, not dryrun).
+patching if {
+	lib.operation == "CREATE"
+	lib.action(family) != "dryrun"
+}
+
+# problems(labels) are the violations of a label set, keyed by code and field.
+problems(ls) := {[code, field(req.key), msg] |
+	some req in required
+	not ls[req.key]
+	not defaulted(req)
+	code := "missing-label"
+	msg := sprintf("%s %s: %s %q is required", [lib.kind, lib.display, what, req.key])
+} | {[code, field(req.key), msg] |
+	some req in required
+	value := ls[req.key]
+	vs := allowed_values(req)
+	count(vs) > 0
+	not value in vs
+	code := "label-value-not-allowed"
+	msg := sprintf("%s %s: %s %s=%q is not allowed: want one of %s", [lib.kind, lib.display, what, req.key, value, concat(", ", vs)])
+}
+
+defaulted(req) if {
+	patching
+	is_string(req["default"])
+}
+
+# found are this request's problems; old_found the old object's (UPDATE).
+found := problems(labels) if checked
+
+old_found := problems(lib.labels_at(input.request.oldObject, lib.labels_path)) if {
+	lib.operation == "UPDATE"
+	is_object(input.request.oldObject)
+} else := set()
+
+tolerated(code, f) if {
+	some p in old_found
+	p[0] == code
+	p[1] == f
+}
+
+violation contains v if {
+	some [code, f, msg] in found
+	v := judged(code, f, msg)
+}
+
+# judged is a violation, or, when the old object had it too and the family
+# denies, a warning saying it is tolerated.
+judged(code, f, msg) := {"msg": m, "code": code, "field": f, "action": "warn"} if {
+	tolerated(code, f)
+	lib.action(family) == "deny"
+	m := concat(" ", [msg, "(tolerated: the object was already like this before this update)"])
+} else := {"msg": msg, "code": code, "field": f}
+
+# dryrun: what the patch would have set.
+violation contains {"msg": msg, "code": "missing-label", "field": field(k)} if {
+	checked
+	lib.operation == "CREATE"
+	lib.action(family) == "dryrun"
+	some k, v in defaults
+	msg := sprintf("%s %s: would set missing %s %s=%q (the configured default)", [lib.kind, lib.display, what, k, v])
+}
+
+# defaults are the labels a CREATE lacks that have a default.
+defaults := {req.key: d |
+	checked
+	lib.operation == "CREATE"
+	some req in required
+	not labels[req.key]
+	d := req["default"]
+	is_string(d)
+}
+
+# note is the admission warning that says what the patch set.
+note := sprintf("requiredLabels: set missing %s %s (the configured default) on %s %s", [
+	what,
+	concat(", ", [sprintf("%s=%q", [k, defaults[k]]) | some k in sort(object.keys(defaults))]),
+	lib.kind, lib.display,
+]) if {
+	count(patch) > 0
+}
+
+# patch is a JSON patch (RFC 6902) adding the missing labels that have
+# defaults, on CREATE: one op per label into a non-empty label map, or one
+# adding the map (or the metadata holding it) where there is none.
+default patch := []
+
+patch := [op |
+	some k in sort(object.keys(defaults))
+	op := {"op": "add", "path": pointer(array.concat(lib.labels_path, [k])), "value": defaults[k]}
+] if {
+	patching
+	count(defaults) > 0
+	count(labels) > 0
+}
+
+patch := [{"op": "add", "path": pointer(lib.labels_path), "value": defaults}] if {
+	patching
+	count(defaults) > 0
+	count(labels) == 0
+	is_object(object.get(lib.resource, array.slice(lib.labels_path, 0, count(lib.labels_path) - 1), null))
+}
+
+patch := [{"op": "add", "path": pointer(meta), "value": {"labels": defaults}}] if {
+	patching
+	count(defaults) > 0
+	count(labels) == 0
+	meta := array.slice(lib.labels_path, 0, count(lib.labels_path) - 1)
+	not is_object(object.get(lib.resource, meta, null))
+	is_object(object.get(lib.resource, array.slice(meta, 0, count(meta) - 1), null))
+}
+
+pointer(path) := concat("", [concat("/", ["", lib.json_pointer(p)]) | some p in path])
