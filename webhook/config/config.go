@@ -1,6 +1,7 @@
 package config
 
 import (
+	"maps"
 	"slices"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -18,6 +19,7 @@ const (
 	RuleRequiredLabels       = "requiredLabels"
 	RuleDefaultDeny          = "defaultDeny"
 	RuleNetworkPolicyHygiene = "networkPolicyHygiene"
+	RuleProtectedAccess      = "protectedAccess"
 )
 
 // DefaultPolicyName is the name of the default-deny NetworkPolicy when
@@ -101,6 +103,21 @@ type Rules struct {
 	// NetworkPolicyHygiene validates and lints NetworkPolicies as they are
 	// created and updated.
 	NetworkPolicyHygiene *NetworkPolicyHygieneRule `json:"networkPolicyHygiene,omitempty"`
+	// ProtectedAccess denies NetworkPolicy changes that would open protected
+	// pods to pods lacking the required peer labels. Only the Rego engine
+	// implements it: it decides flows with the podwall.decide built-in.
+	ProtectedAccess *ProtectedAccessRule `json:"protectedAccess,omitempty"`
+}
+
+// ProtectedAccessRule names the protected pods and the labels a peer needs.
+type ProtectedAccessRule struct {
+	Common `json:",inline"`
+	// ProtectedSelector selects the protected pods in each namespace, e.g.
+	// {matchLabels: {name: networkpolicy-demo}}. Required.
+	ProtectedSelector *metav1.LabelSelector `json:"protectedSelector"`
+	// RequiredPeerLabels are the labels a pod must carry to reach protected
+	// pods. Default {access: "true"}.
+	RequiredPeerLabels map[string]string `json:"requiredPeerLabels,omitempty"`
 }
 
 // Common is what every rule has.
@@ -252,6 +269,7 @@ var ruleKinds = map[string][]string{
 	RuleRequiredLabels:       PodKinds(),
 	RuleDefaultDeny:          append(PodKinds(), KindNetworkPolicy),
 	RuleNetworkPolicyHygiene: {KindNetworkPolicy},
+	RuleProtectedAccess:      {KindNetworkPolicy},
 }
 
 // allKinds is every kind any rule checks.
@@ -275,6 +293,9 @@ func (c *AdmissionConfiguration) Default() {
 			r.PolicyName = DefaultPolicyName
 		}
 	}
+	if r := c.Rules.ProtectedAccess; r != nil {
+		r.defaults()
+	}
 	if r := c.Rules.NetworkPolicyHygiene; r != nil {
 		r.Common.defaults(RuleNetworkPolicyHygiene)
 		for _, p := range []**bool{&r.DenyIngressFromAnywhere, &r.DenyAllowAllIngressInProtected, &r.LintWarnings} {
@@ -283,6 +304,16 @@ func (c *AdmissionConfiguration) Default() {
 				*p = &t
 			}
 		}
+	}
+}
+
+func (r *ProtectedAccessRule) defaults() {
+	if r.Engine == "" {
+		r.Engine = EngineRego // the only engine that implements it
+	}
+	r.Common.defaults(RuleProtectedAccess)
+	if r.RequiredPeerLabels == nil {
+		r.RequiredPeerLabels = map[string]string{"access": "true"}
 	}
 }
 
@@ -331,6 +362,13 @@ func (c *AdmissionConfiguration) DeepCopy() *AdmissionConfiguration {
 		cp.DenyAllowAllIngressInProtected = clonePtr(r.DenyAllowAllIngressInProtected)
 		cp.LintWarnings = clonePtr(r.LintWarnings)
 		out.Rules.NetworkPolicyHygiene = &cp
+	}
+	if r := c.Rules.ProtectedAccess; r != nil {
+		cp := *r
+		cp.Common = r.Common.deepCopy()
+		cp.ProtectedSelector = r.ProtectedSelector.DeepCopy()
+		cp.RequiredPeerLabels = maps.Clone(r.RequiredPeerLabels)
+		out.Rules.ProtectedAccess = &cp
 	}
 	return &out
 }

@@ -51,6 +51,18 @@ func (c *AdmissionConfiguration) Validate() error {
 	if r := c.Rules.NetworkPolicyHygiene; r != nil {
 		errs = append(errs, r.Common.validate(RuleNetworkPolicyHygiene, rules.Child(RuleNetworkPolicyHygiene))...)
 	}
+	if r := c.Rules.ProtectedAccess; r != nil {
+		path := rules.Child(RuleProtectedAccess)
+		errs = append(errs, r.Common.validate(RuleProtectedAccess, path)...)
+		if r.Engine == EngineGo {
+			errs = append(errs, field.NotSupported(path.Child("engine"), r.Engine, []Engine{EngineRego}))
+		}
+		if r.ProtectedSelector == nil {
+			errs = append(errs, field.Required(path.Child("protectedSelector"), "selects the protected pods"))
+		}
+		errs = append(errs, validateSelector(r.ProtectedSelector, path.Child("protectedSelector"))...)
+		errs = append(errs, metav1validation.ValidateLabels(r.RequiredPeerLabels, path.Child("requiredPeerLabels"))...)
+	}
 	out := make([]error, len(errs))
 	for i, e := range errs {
 		out[i] = e
