@@ -6,7 +6,10 @@ SEED        := examples/seed
 FUZZTIME    ?= 30s
 BENCHCOUNT  ?= 6
 
-.PHONY: help build seed test bench fuzz lint clean
+# envtest finds the real kube-apiserver and etcd here (hack/install-test-deps.sh).
+export KUBEBUILDER_ASSETS ?= $(CURDIR)/bin/k8s
+
+.PHONY: help build seed test test-deps bench fuzz lint bundle clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,9 +31,12 @@ seed: build ## the seed scenario's reachability, stage by stage
 	@echo "== why busybox cannot reach httpd-1 in stage 1"
 	@$(BIN)/podwall explain -f $(SEED)/cluster -f $(SEED)/original/networkpolicy.yaml --from default/busybox --to default/httpd-1 --port 80
 
-test: ## build everything and run every test (the README's and CI's test command)
+test: test-deps ## build everything and run every test (the README's and CI's test command)
 	$(GO) build ./...
-	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -timeout 40m ./...
+
+test-deps: ## Debian packages (etcd, nftables, iproute2, conntrack) and kube-apiserver built from source into bin/k8s
+	bash hack/install-test-deps.sh
 
 bench: ## run the benchmarks (BENCHCOUNT runs each; feed to benchstat for medians)
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./policylib/...
@@ -45,6 +51,11 @@ lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+
+bundle: build ## test the Rego rules and build them into bin/podwall-rules.tar.gz (an OPA bundle)
+	$(BIN)/podwall opa test rules/
+	cd rules && ../$(BIN)/podwall opa build -b . --ignore '*_test.rego' \
+	  --revision "$$(git describe --always --dirty)" -o ../$(BIN)/podwall-rules.tar.gz
 
 clean: ## remove build outputs
 	rm -rf $(BIN)/podwall
