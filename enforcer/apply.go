@@ -4,16 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podwall/podwall/policylib"
+	"github.com/podwall/podwall/policylib/addrset"
 )
 
 // Applier installs Rulesets into the kernel and keeps them in sync. Every
@@ -27,15 +28,24 @@ import (
 // window of wrong verdicts. Later Applies diff against the last ruleset
 // applied and send only what changed: verdict-map entries of pods that
 // came, went or changed address, the chains and sets of directions that
-// became or stopped being isolated, and the set elements that differ. A
+// became or stopped being isolated and of port ranges that came or went,
+// and the set elements that differ. A
 // change that alters a chain's shape (a pod gaining an address family) or
 // the table's options, an incremental batch the kernel refuses, and any
 // Apply after a failed one fall back to replacing the table whole.
 //
+// The cost of an incremental Apply follows the size of the change: pods
+// whose rules are unchanged are skipped after a comparison, and the batch
+// holds only the elements that differ, in sets whose kernel updates cost
+// about the same whatever their size (hash and rbtree sets; the pipapo
+// port maps hold one element per port range, not per peer).
+//
 // After a successful Apply, unless WithConntrackCleanup(false), the
 // Applier deletes the conntrack entries of flows the new ruleset denies,
-// among those touching a pod whose rules changed, so established
-// connections a change denies stop as well.
+// among those touching a pod whose rules now deny something they allowed
+// (or that a change of dispatch hands to other rules), so established
+// connections a change denies stop as well. A change that only allows
+// more, such as a peer pod coming up elsewhere, needs no conntrack dump.
 //
 // An Applier is safe for concurrent use; Applies are serialised.
 type Applier struct {
@@ -43,6 +53,7 @@ type Applier struct {
 	netns     int
 	conntrack bool
 	last      *Ruleset // what the kernel holds; nil when unknown
+	buf, rx   []byte   // the storage of the last batch and its answer, for the next
 }
 
 // Option configures an Applier.
@@ -83,8 +94,8 @@ type Stats struct {
 	// ConntrackDeleted counts the conntrack entries deleted because the new
 	// ruleset denies their flow.
 	ConntrackDeleted int
-	// Batch is how long the kernel took to take the batch; Conntrack how
-	// long the conntrack cleanup took.
+	// Batch is how long sending the batch and reading the kernel's answer
+	// took; Conntrack how long the conntrack cleanup took.
 	Batch, Conntrack time.Duration
 }
 
@@ -105,9 +116,12 @@ func (a *Applier) Apply(ctx context.Context, rs *Ruleset) (Stats, error) {
 	prev := a.last
 	full := prev == nil || prev.Table != rs.Table || prev.AllowHostToLocalPods != rs.AllowHostToLocalPods || !sameShape(prev, rs)
 	var st Stats
+	var cut map[[16]byte]bool
 	var incErr, err error
 	if !full {
-		st, incErr = a.flush(func(b *batch) { b.incremental(prev, rs) })
+		b := a.newBuilder(rs.Table)
+		cut = b.incremental(prev, rs)
+		st, incErr = a.flush(b)
 		full = incErr != nil // refused: replace the table whole instead
 	}
 	if full {
@@ -115,9 +129,11 @@ func (a *Applier) Apply(ctx context.Context, rs *Ruleset) (Stats, error) {
 		if prev != nil && prev.Table != rs.Table {
 			stale = prev.Table
 		}
-		st, err = a.flush(func(b *batch) { b.full(rs, stale) })
+		b := a.newBuilder(rs.Table)
+		b.full(rs, stale)
+		st, err = a.flush(b)
 		st.Full = true
-		prev = nil // every pod counts as changed
+		cut = allAddrs(rs)
 	}
 	if err != nil {
 		a.last = nil // unknown: the next Apply replaces the table whole
@@ -129,7 +145,7 @@ func (a *Applier) Apply(ctx context.Context, rs *Ruleset) (Stats, error) {
 	a.last = rs
 	if a.conntrack {
 		start := time.Now()
-		n, err := cutConntrack(ctx, a.netns, changedAddrs(prev, rs), rs)
+		n, err := cutConntrack(ctx, a.netns, cut, rs)
 		st.ConntrackDeleted, st.Conntrack = n, time.Since(start)
 		if err != nil {
 			return st, fmt.Errorf("enforcer: conntrack cleanup: %w", err)
@@ -159,14 +175,10 @@ func (a *Applier) DeleteTable(name string) error {
 }
 
 func (a *Applier) deleteTable(name string) error {
-	c, err := a.conn(nil)
-	if err != nil {
-		return err
-	}
-	t := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
-	c.AddTable(t) // so that deleting never fails for a missing table
-	c.DelTable(t)
-	if err := c.Flush(); err != nil {
+	b := newBuilder(name, nil)
+	b.addTable(name) // so that deleting never fails for a missing table
+	b.delTable(name)
+	if err := b.send(a.netns); err != nil {
 		return fmt.Errorf("enforcer: delete table inet %s: %w", name, err)
 	}
 	if a.last != nil && a.last.Table == name {
@@ -183,53 +195,39 @@ func (a *Applier) Forget() {
 	a.last = nil
 }
 
-// flush builds a batch with fill and sends it, unless it is empty.
-func (a *Applier) flush(fill func(*batch)) (Stats, error) {
-	b := &batch{}
-	c, err := a.conn(&b.st.Messages)
-	if err != nil {
-		return Stats{}, err
-	}
-	b.c = c
-	fill(b)
+// flush sends a built batch, unless it is empty.
+func (a *Applier) flush(b *builder) (Stats, error) {
+	st := b.st
 	if b.err != nil {
-		return Stats{}, b.err
+		return st, b.err
 	}
-	if b.st.Messages == 0 {
-		return b.st, nil
+	st.Messages = len(b.msgs)
+	st.ElementsAdded, st.ElementsDeleted = b.added, b.deleted
+	if st.Messages == 0 {
+		return st, nil
 	}
 	start := time.Now()
-	err = c.Flush()
-	b.st.Batch = time.Since(start)
-	return b.st, err
-}
-
-// Socket buffer limits for a batch. The batch is sent in one sendmsg, which
-// the send buffer must hold, and the kernel answers every message (and
-// echoes every rule) before we read, so the receive buffer must hold all
-// answers or the kernel reports ENOBUFS after committing. They are limits,
-// not allocations; forcing them needs CAP_NET_ADMIN, which nftables needs
-// anyway.
-const (
-	minSocketBuffer = 4 << 20
-	bytesPerMessage = 2048 // an ack or a rule echo, with the kernel's overhead
-)
-
-func (a *Applier) conn(messages *int) (*nftables.Conn, error) {
-	opts := []nftables.ConnOption{nftables.WithSockOptions(func(nc *netlink.Conn) error {
-		size := minSocketBuffer
-		if messages != nil {
-			size = max(size, *messages*bytesPerMessage)
-		}
-		return forceBuffers(nc, size)
-	})}
-	if a.netns != 0 {
-		opts = append(opts, nftables.WithNetNSFd(a.netns))
+	err := b.send(a.netns)
+	st.Batch = time.Since(start)
+	if cap(b.buf.b) <= maxKeptBuffer {
+		a.buf = b.buf.b[:0]
 	}
-	return nftables.New(opts...)
+	a.rx = b.rx
+	return st, err
 }
 
-func forceBuffers(nc *netlink.Conn, size int) error {
+// newBuilder starts a batch in the storage of the last one.
+func (a *Applier) newBuilder(table string) *builder {
+	b := newBuilder(table, a.buf)
+	b.rx = a.rx
+	return b
+}
+
+// maxKeptBuffer bounds the batch storage an Applier keeps between Applies;
+// a full replace of a node's table takes a few MiB.
+const maxKeptBuffer = 64 << 20
+
+func forceBuffers(nc *netlink.Conn, snd, rcv int) error {
 	raw, err := nc.SyscallConn()
 	if err != nil {
 		return err
@@ -237,20 +235,18 @@ func forceBuffers(nc *netlink.Conn, size int) error {
 	var serr error
 	err = raw.Control(func(fd uintptr) {
 		serr = errors.Join(
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size),
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, snd),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcv),
 		)
 	})
 	return errors.Join(err, serr)
 }
 
 // sameShape reports whether every chain both rulesets have has the same
-// rules (the same address families), so only elements differ.
+// rules (the same address families), so only elements and port ranges
+// differ.
 func sameShape(a, b *Ruleset) bool {
-	old := map[types.NamespacedName]*PodRuleset{}
-	for i := range a.Pods {
-		old[a.Pods[i].Pod] = &a.Pods[i]
-	}
+	old := podIndex(a)
 	for i := range b.Pods {
 		p := &b.Pods[i]
 		o, ok := old[p.Pod]
@@ -266,23 +262,20 @@ func sameShape(a, b *Ruleset) bool {
 	return true
 }
 
-// changedAddrs returns the addresses of local pods whose rules changed from
-// prev to rs (every pod with rules when prev is nil).
-func changedAddrs(prev, rs *Ruleset) map[[16]byte]bool {
-	out := map[[16]byte]bool{}
-	var old map[types.NamespacedName]*PodRuleset
-	if prev != nil {
-		old = map[types.NamespacedName]*PodRuleset{}
-		for i := range prev.Pods {
-			old[prev.Pods[i].Pod] = &prev.Pods[i]
-		}
+func podIndex(rs *Ruleset) map[types.NamespacedName]*PodRuleset {
+	m := make(map[types.NamespacedName]*PodRuleset, len(rs.Pods))
+	for i := range rs.Pods {
+		m[rs.Pods[i].Pod] = &rs.Pods[i]
 	}
+	return m
+}
+
+// allAddrs returns the addresses of the local pods with rules.
+func allAddrs(rs *Ruleset) map[[16]byte]bool {
+	out := map[[16]byte]bool{}
 	for i := range rs.Pods {
 		p := &rs.Pods[i]
 		if p.Ingress == nil && p.Egress == nil {
-			continue
-		}
-		if o, ok := old[p.Pod]; ok && o.Ingress.Equal(p.Ingress) && o.Egress.Equal(p.Egress) {
 			continue
 		}
 		for _, a := range p.Addrs {
@@ -292,153 +285,245 @@ func changedAddrs(prev, rs *Ruleset) map[[16]byte]bool {
 	return out
 }
 
+// covers reports whether n permits every flow o permits (nil permits
+// everything).
+func covers(n, o *Rules) bool {
+	if n == nil {
+		return true
+	}
+	if o == nil || !n.Any.ContainsSet(o.Any) {
+		return false
+	}
+	for i := range o.Ports {
+		op := &o.Ports[i]
+		rest := op.Peers.Difference(n.Any)
+		if rest.IsEmpty() {
+			continue
+		}
+		// Every port of op's range needs a range of n that allows rest.
+		next := int(op.First)
+		for j := range n.Ports {
+			np := &n.Ports[j]
+			if np.Protocol != op.Protocol || np.Last < op.First || np.First > op.Last {
+				continue
+			}
+			if int(np.First) > next || !np.Peers.ContainsSet(rest) {
+				return false
+			}
+			next = int(np.Last) + 1
+		}
+		if next <= int(op.Last) {
+			return false
+		}
+	}
+	return true
+}
+
 // ---- batches ----
 
-type batch struct {
-	c      *nftables.Conn
-	err    error // the first error building the batch
+// builder fills one batch.
+type builder struct {
+	nlBatch
 	st     Stats
-	table  *nftables.Table
-	nextID uint32
+	err    error             // the first error building the batch
+	setIDs map[string]uint32 // sets created in this batch
 }
 
-// elemChunk bounds the elements of one message: the element list is one
-// netlink attribute, whose length field has 16 bits.
-const elemChunk = 512
-
-func (b *batch) setID() uint32 {
-	b.nextID++
-	return b.nextID
+func newBuilder(table string, buf []byte) *builder {
+	return &builder{nlBatch: newNLBatch(table, buf), setIDs: map[string]uint32{}}
 }
 
-func (b *batch) msg(n int) { b.st.Messages += n }
-
-func (b *batch) newSet(s *nftables.Set, elems []elem) {
-	s.Table, s.ID = b.table, b.setID()
-	if err := b.c.AddSet(s, nil); err != nil {
-		b.fail(err)
-	}
-	b.msg(1)
-	b.addElems(s, elems)
-}
-
-// fail records the first error building the batch.
-func (b *batch) fail(err error) {
+func (b *builder) fail(err error) {
 	if b.err == nil {
 		b.err = err
 	}
 }
 
-func (b *batch) addElems(s *nftables.Set, elems []elem) {
-	for len(elems) > 0 {
-		n := min(len(elems), elemChunk)
-		ses := make([]nftables.SetElement, n)
-		for i, e := range elems[:n] {
-			ses[i] = e.nft()
-		}
-		if err := b.c.SetAddElements(s, ses); err != nil {
+func (b *builder) newSet(name string, kind setKind) {
+	b.setIDs[name] = b.addSet(name, kind)
+}
+
+func (b *builder) rules(chain string, rs []rule) {
+	for _, r := range rs {
+		if err := b.addRule(chain, r.exprs(b.setIDs[r.set])); err != nil {
 			b.fail(err)
 		}
-		b.msg(1)
-		b.st.ElementsAdded += n
-		elems = elems[n:]
 	}
 }
 
-func (b *batch) delElems(s *nftables.Set, elems []elem) {
-	for len(elems) > 0 {
-		n := min(len(elems), elemChunk)
-		ses := make([]nftables.SetElement, n)
-		for i, e := range elems[:n] {
-			ses[i] = e.nft()
+// rangeElems adds or deletes the elements of address ranges of one family.
+func (b *builder) rangeElems(op elemOp, set string, rs []addrset.Range) {
+	for _, r := range rs {
+		b.elem(op, set, elem{key: r.From.AsSlice()})
+		if next := r.To.Next(); next.IsValid() {
+			b.elem(op, set, elem{key: next.AsSlice(), end: true})
 		}
-		if err := b.c.SetDeleteElements(s, ses); err != nil {
-			b.fail(err)
-		}
-		b.msg(1)
-		b.st.ElementsDeleted += n
-		elems = elems[n:]
 	}
 }
 
-func (b *batch) setRef(name string) *nftables.Set {
-	return &nftables.Set{Table: b.table, Name: name}
-}
-
-var (
-	ipv4Ports = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
-	ipv6Ports = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
-)
-
-func addrSetType(v6 bool) nftables.SetDatatype {
+// addrSets creates one interval set per family of the pod, holding the
+// ranges of s.
+func (b *builder) addrSets(name func(v6 bool) string, s addrset.Set, v4, v6 bool) {
+	r4, r6 := splitFamilies(s)
+	if v4 {
+		b.newSet(name(false), setAddr4)
+		b.rangeElems(opAdd, name(false), r4)
+	}
 	if v6 {
-		return nftables.TypeIP6Addr
+		b.newSet(name(true), setAddr6)
+		b.rangeElems(opAdd, name(true), r6)
 	}
-	return nftables.TypeIPAddr
 }
 
-// addPodChain creates a pod direction's sets, chain and rules.
-func (b *batch) addPodChain(p *PodRuleset, dir policylib.Direction) {
-	rules := p.rules(dir)
+// addPortChain creates the chain of a port range of a pod direction with its
+// peer sets. The port map's element pointing to it comes after.
+func (b *builder) addPortChain(dir policylib.Direction, chain string, p *PortRule, v4, v6 bool) string {
+	pc := portChainName(chain, p)
+	b.addrSets(func(v6 bool) string { return peersSetName(pc, v6) }, p.Peers, v4, v6)
+	b.addChain(pc, nil)
+	b.rules(pc, portChainRules(dir, pc, v4, v6))
+	return pc
+}
+
+// delPortChain deletes the chain of a port range with its peer sets. The
+// port map's element pointing to it must be deleted earlier in the batch.
+func (b *builder) delPortChain(chain string, p *PortRule, v4, v6 bool) {
+	pc := portChainName(chain, p)
+	b.delChain(pc)
+	for _, fam := range families(v4, v6) {
+		b.delSet(peersSetName(pc, fam))
+	}
+}
+
+// addPodChain creates a pod direction's sets, port chains, port map, chain
+// and rules.
+func (b *builder) addPodChain(p *PodRuleset, dir policylib.Direction) {
+	r := p.rules(dir)
 	name := chainName(dir, p.Pod)
 	v4, v6 := p.families()
-	ids := map[string]uint32{}
-	for _, fam := range []bool{false, true} {
-		if fam && !v6 || !fam && !v4 {
-			continue
-		}
-		anySet := &nftables.Set{Name: anySetName(name, fam), KeyType: addrSetType(fam), Interval: true}
-		b.newSet(anySet, anyElems(rules.Any, fam))
-		ids[anySet.Name] = anySet.ID
-		ports := &nftables.Set{Name: portsSetName(name, fam), KeyType: ipv4Ports, Interval: true, Concatenation: true}
-		if fam {
-			ports.KeyType = ipv6Ports
-		}
-		b.newSet(ports, portElems(rules, fam))
-		ids[ports.Name] = ports.ID
+	b.addrSets(func(v6 bool) string { return anySetName(name, v6) }, r.Any, v4, v6)
+	chains := make([]string, len(r.Ports))
+	for i := range r.Ports {
+		chains[i] = b.addPortChain(dir, name, &r.Ports[i], v4, v6)
 	}
-	chain := b.c.AddChain(&nftables.Chain{Name: name, Table: b.table})
-	b.msg(1)
-	for _, r := range podChainRules(dir, name, v4, v6) {
-		b.c.AddRule(&nftables.Rule{Table: b.table, Chain: chain, Exprs: r.exprs(ids[r.set])})
-		b.msg(1)
+	pm := portMapName(name)
+	b.newSet(pm, setPortVmap)
+	for i := range r.Ports {
+		b.elem(opAdd, pm, portMapElem(&r.Ports[i], chains[i]))
 	}
+	b.addChain(name, nil)
+	b.rules(name, podChainRules(dir, name, v4, v6))
 	b.st.ChainsAdded++
 }
 
-// delPodChain deletes a pod direction's chain (with its rules) and sets.
-// The verdict-map entries that jump to it must be deleted earlier in the
-// batch.
-func (b *batch) delPodChain(p *PodRuleset, dir policylib.Direction) {
+// delPodChain deletes a pod direction's chain (with its rules), port map,
+// port chains and sets. The dispatch-map entries that jump to it must be
+// deleted earlier in the batch.
+func (b *builder) delPodChain(p *PodRuleset, dir policylib.Direction) {
+	r := p.rules(dir)
 	name := chainName(dir, p.Pod)
-	b.c.DelChain(&nftables.Chain{Name: name, Table: b.table})
-	b.msg(1)
 	v4, v6 := p.families()
-	for _, fam := range []bool{false, true} {
-		if fam && !v6 || !fam && !v4 {
-			continue
-		}
-		b.c.DelSet(b.setRef(anySetName(name, fam)))
-		b.c.DelSet(b.setRef(portsSetName(name, fam)))
-		b.msg(2)
+	b.delChain(name)
+	b.delSet(portMapName(name))
+	for i := range r.Ports {
+		b.delPortChain(name, &r.Ports[i], v4, v6)
+	}
+	for _, fam := range families(v4, v6) {
+		b.delSet(anySetName(name, fam))
 	}
 	b.st.ChainsDeleted++
 }
 
+// updatePodChain turns a pod direction's chain from old's rules into new's,
+// which differ; the pod's address families are the same.
+func (b *builder) updatePodChain(p *PodRuleset, dir policylib.Direction, old, new *Rules) {
+	name := chainName(dir, p.Pod)
+	v4, v6 := p.families()
+	for _, fam := range families(v4, v6) {
+		b.diffSet(anySetName(name, fam), old.Any, new.Any, fam)
+	}
+	// Port ranges: both lists are sorted; a range in both keeps its chain
+	// and has its peers diffed, one in old only loses its chain, one in new
+	// only gains one.
+	pm := portMapName(name)
+	var gone, kept, come []int // indexes in old, old, new
+	var keptNew []int
+	i, j := 0, 0
+	for i < len(old.Ports) || j < len(new.Ports) {
+		switch {
+		case j == len(new.Ports) || i < len(old.Ports) && comparePorts(&old.Ports[i], &new.Ports[j]) < 0:
+			gone = append(gone, i)
+			i++
+		case i == len(old.Ports) || comparePorts(&old.Ports[i], &new.Ports[j]) > 0:
+			come = append(come, j)
+			j++
+		case samePorts(&old.Ports[i], &new.Ports[j]):
+			kept, keptNew = append(kept, i), append(keptNew, j)
+			i++
+			j++
+		default: // same start, other end
+			gone, come = append(gone, i), append(come, j)
+			i++
+			j++
+		}
+	}
+	for _, i := range gone {
+		b.elem(opDel, pm, portMapElem(&old.Ports[i], portChainName(name, &old.Ports[i])))
+	}
+	for _, i := range gone {
+		b.delPortChain(name, &old.Ports[i], v4, v6)
+	}
+	for k, i := range kept {
+		op, np := &old.Ports[i], &new.Ports[keptNew[k]]
+		if op.Peers.Equal(np.Peers) {
+			continue
+		}
+		pc := portChainName(name, np)
+		for _, fam := range families(v4, v6) {
+			b.diffSet(peersSetName(pc, fam), op.Peers, np.Peers, fam)
+		}
+	}
+	chains := make([]string, len(come))
+	for k, j := range come {
+		chains[k] = b.addPortChain(dir, name, &new.Ports[j], v4, v6)
+	}
+	for k, j := range come {
+		b.elem(opAdd, pm, portMapElem(&new.Ports[j], chains[k]))
+	}
+}
+
+// diffSet deletes the ranges of one family of an address set that
+// changed, then adds their new form.
+func (b *builder) diffSet(set string, old, new addrset.Set, v6 bool) {
+	if v6 {
+		old, new = old.IPv6(), new.IPv6()
+	} else {
+		old, new = old.IPv4(), new.IPv4()
+	}
+	if old.Equal(new) {
+		return
+	}
+	del, add := diffRanges(old.Ranges(), new.Ranges())
+	b.rangeElems(opDel, set, del)
+	b.rangeElems(opAdd, set, add)
+}
+
+var hooks = map[string]baseHook{
+	chainForward: {hook: unix.NF_INET_FORWARD},
+	chainInput:   {hook: unix.NF_INET_LOCAL_IN},
+	chainOutput:  {hook: unix.NF_INET_LOCAL_OUT},
+}
+
 // full fills a batch that replaces the table whole, and deletes the table
 // stale (the one a previous ruleset used) unless it is "".
-func (b *batch) full(rs *Ruleset, stale string) {
+func (b *builder) full(rs *Ruleset, stale string) {
 	if stale != "" {
-		t := &nftables.Table{Name: stale, Family: nftables.TableFamilyINet}
-		b.c.AddTable(t)
-		b.c.DelTable(t)
-		b.msg(2)
+		b.addTable(stale)
+		b.delTable(stale)
 	}
-	b.table = &nftables.Table{Name: rs.Table, Family: nftables.TableFamilyINet}
-	b.c.AddTable(b.table) // a no-op when it exists, so the delete cannot fail
-	b.c.DelTable(b.table)
-	b.c.AddTable(b.table)
-	b.msg(3)
+	b.addTable(rs.Table) // a no-op when it exists, so the delete cannot fail
+	b.delTable(rs.Table)
+	b.addTable(rs.Table)
 	for i := range rs.Pods {
 		p := &rs.Pods[i]
 		if p.Ingress != nil || p.Egress != nil {
@@ -450,61 +535,72 @@ func (b *batch) full(rs *Ruleset, stale string) {
 			}
 		}
 	}
-	ids := map[string]uint32{}
 	for _, dir := range directions {
 		for _, fam := range []bool{false, true} {
-			m := &nftables.Set{Name: mapName(dir, fam), KeyType: addrSetType(fam), IsMap: true, DataType: nftables.TypeVerdict}
-			b.newSet(m, mapElems(rs, dir, fam))
-			ids[m.Name] = m.ID
+			m := mapName(dir, fam)
+			b.newSet(m, dispatchMap(fam))
+			for _, e := range mapEntries(rs, dir, fam) {
+				b.elem(opAdd, m, dispatchElem(e))
+			}
 		}
-	}
-	accept := nftables.ChainPolicyAccept
-	hooks := map[string]*nftables.ChainHook{
-		chainForward: nftables.ChainHookForward,
-		chainInput:   nftables.ChainHookInput,
-		chainOutput:  nftables.ChainHookOutput,
 	}
 	for _, bc := range baseChains(rs.AllowHostToLocalPods) {
-		chain := b.c.AddChain(&nftables.Chain{
-			Name: bc.name, Table: b.table, Type: nftables.ChainTypeFilter,
-			Hooknum: hooks[bc.name], Priority: nftables.ChainPriorityFilter, Policy: &accept,
-		})
-		b.msg(1)
-		for _, r := range bc.rules {
-			b.c.AddRule(&nftables.Rule{Table: b.table, Chain: chain, Exprs: r.exprs(ids[r.set])})
-			b.msg(1)
-		}
+		h := hooks[bc.name]
+		b.addChain(bc.name, &h)
+		b.rules(bc.name, bc.rules)
 	}
 }
 
-// incremental fills a batch that turns prev into rs, which must have the
-// same table options and chain shapes (sameShape).
-func (b *batch) incremental(prev, rs *Ruleset) {
-	b.table = &nftables.Table{Name: rs.Table, Family: nftables.TableFamilyINet}
-	old := map[types.NamespacedName]*PodRuleset{}
-	for i := range prev.Pods {
-		old[prev.Pods[i].Pod] = &prev.Pods[i]
+func dispatchMap(v6 bool) setKind {
+	if v6 {
+		return setVmap6
 	}
-	cur := map[types.NamespacedName]*PodRuleset{}
-	for i := range rs.Pods {
-		cur[rs.Pods[i].Pod] = &rs.Pods[i]
-	}
+	return setVmap4
+}
 
-	// 1. Verdict-map entries that go or change, before their chains go.
-	type mapDiff struct {
-		set *nftables.Set
-		add []elem
+func dispatchElem(e mapEntry) elem {
+	return elem{key: e.addr.AsSlice(), chain: e.chain}
+}
+
+// incremental fills a batch that turns prev into rs, which must have the
+// same table options and chain shapes (sameShape). It returns the
+// addresses whose flows conntrack cleanup must check: those of pods whose
+// rules now deny something they allowed, and those the dispatch maps now
+// send to another chain.
+func (b *builder) incremental(prev, rs *Ruleset) map[[16]byte]bool {
+	old := podIndex(prev)
+	cut := map[[16]byte]bool{}
+
+	// 1. Dispatch entries that go or change, before their chains go.
+	type mapAdd struct {
+		set string
+		es  []mapEntry
 	}
-	var maps []mapDiff
+	var adds []mapAdd
 	for _, dir := range directions {
 		for _, fam := range []bool{false, true} {
-			del, add := diffElems(mapElems(prev, dir, fam), mapElems(rs, dir, fam))
-			m := b.setRef(mapName(dir, fam))
-			b.delElems(m, del)
-			maps = append(maps, mapDiff{m, add})
+			m := mapName(dir, fam)
+			was := map[netip.Addr]string{}
+			for _, e := range mapEntries(prev, dir, fam) {
+				was[e.addr] = e.chain
+			}
+			var add []mapEntry
+			for _, e := range mapEntries(rs, dir, fam) {
+				if c, ok := was[e.addr]; ok && c == e.chain {
+					delete(was, e.addr)
+					continue
+				}
+				add = append(add, e)
+				cut[e.addr.As16()] = true
+			}
+			for a, c := range was {
+				b.elem(opDel, m, dispatchElem(mapEntry{a, c}))
+			}
+			adds = append(adds, mapAdd{m, add})
 		}
 	}
-	// 2. Chains of directions no longer isolated (or of pods gone).
+	// 2. Chains of directions no longer isolated, or of pods gone.
+	cur := podIndex(rs)
 	for i := range prev.Pods {
 		o := &prev.Pods[i]
 		p := cur[o.Pod]
@@ -517,51 +613,58 @@ func (b *batch) incremental(prev, rs *Ruleset) {
 			}
 		}
 	}
-	// 3. New chains, and element changes of the chains that stay.
+	// 3. New chains, and the changes of the chains that stay.
 	for i := range rs.Pods {
 		p := &rs.Pods[i]
 		o := old[p.Pod]
-		changed := false
+		changed, narrowed := false, false
 		for _, dir := range directions {
 			r := p.rules(dir)
-			if r == nil {
-				if o != nil && o.rules(dir) != nil {
-					changed = true
-				}
-				continue
+			var or *Rules
+			if o != nil {
+				or = o.rules(dir)
 			}
-			if o == nil || o.rules(dir) == nil {
+			switch {
+			case r == nil:
+				changed = changed || or != nil
+			case or == nil:
 				b.addPodChain(p, dir)
+				changed, narrowed = true, true
+			case !or.Equal(r):
+				b.updatePodChain(p, dir, or, r)
 				changed = true
-				continue
+				narrowed = narrowed || !covers(r, or)
 			}
-			or := o.rules(dir)
-			if or.Equal(r) {
-				continue
-			}
-			changed = true
-			name := chainName(dir, p.Pod)
-			v4, v6 := p.families()
-			for _, fam := range []bool{false, true} {
-				if fam && !v6 || !fam && !v4 {
-					continue
-				}
-				del, add := diffElems(anyElems(or.Any, fam), anyElems(r.Any, fam))
-				s := b.setRef(anySetName(name, fam))
-				b.delElems(s, del)
-				b.addElems(s, add)
-				del, add = diffElems(portElems(or, fam), portElems(r, fam))
-				s = b.setRef(portsSetName(name, fam))
-				b.delElems(s, del)
-				b.addElems(s, add)
+		}
+		if narrowed {
+			for _, a := range p.Addrs {
+				cut[a.As16()] = true
 			}
 		}
 		if changed || o != nil && !slices.Equal(o.Addrs, p.Addrs) {
 			b.st.PodsChanged++
 		}
 	}
-	// 4. Verdict-map entries that come, once their chains exist.
-	for _, m := range maps {
-		b.addElems(m.set, m.add)
+	// 4. Dispatch entries that come, once their chains exist.
+	for _, m := range adds {
+		for _, e := range m.es {
+			b.elem(opAdd, m.set, dispatchElem(e))
+		}
 	}
+	return cut
 }
+
+// families lists the address families present, IPv4 (false) first.
+func families(v4, v6 bool) []bool {
+	switch {
+	case v4 && v6:
+		return bothFamilies[:]
+	case v6:
+		return bothFamilies[1:]
+	case v4:
+		return bothFamilies[:1]
+	}
+	return nil
+}
+
+var bothFamilies = [2]bool{false, true}

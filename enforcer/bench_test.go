@@ -151,6 +151,8 @@ func BenchmarkCompile(b *testing.B) {
 }
 
 // BenchmarkApplyFull replaces the table whole in a throwaway namespace.
+// Its elements are the kernel's: an address range in an interval set is a
+// start and an end element.
 func BenchmarkApplyFull(b *testing.B) {
 	lab := netns.New(b)
 	e := benchEngine(b)
@@ -204,4 +206,47 @@ func BenchmarkUpdateOnePodElsewhere(b *testing.B) {
 	}
 	b.ReportMetric(float64(st.ElementsAdded+st.ElementsDeleted), "elements-changed")
 	b.ReportMetric(float64(st.Messages), "messages")
+}
+
+// BenchmarkBuildFull builds the batch that replaces the table whole,
+// without sending it: the user-space share of BenchmarkApplyFull.
+func BenchmarkBuildFull(b *testing.B) {
+	e := benchEngine(b)
+	rs, err := enforcer.Compile(e, benchNode.local(), enforcer.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var msgs, size int
+	for b.Loop() {
+		msgs, size = enforcer.BuildBatch(nil, rs)
+	}
+	b.ReportMetric(float64(msgs), "messages")
+	b.ReportMetric(float64(size), "bytes")
+}
+
+// BenchmarkBuildUpdate builds, without sending, the incremental batch for
+// one pod added elsewhere in the cluster: the user-space share of
+// BenchmarkUpdateOnePodElsewhere's Apply.
+func BenchmarkBuildUpdate(b *testing.B) {
+	e := benchEngine(b)
+	local := benchNode.local()
+	before, err := enforcer.Compile(e, local, enforcer.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := e.SetPod(benchNode.extraPod()); err != nil {
+		b.Fatal(err)
+	}
+	after, err := enforcer.Compile(e, local, enforcer.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var msgs, size int
+	for b.Loop() {
+		msgs, size = enforcer.BuildBatch(before, after)
+	}
+	b.ReportMetric(float64(msgs), "messages")
+	b.ReportMetric(float64(size), "bytes")
 }

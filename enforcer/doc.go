@@ -32,23 +32,35 @@
 // node, unless [Options.AllowHostToLocalPods] (the default) lets the host
 // reach its pods, as kubelet probes need.
 //
-// A per-pod chain holds, per address family of the pod, two lookups: the
-// peer address in an interval set of the peers allowed on any port, and
-// (peer . protocol . destination port) in a concatenated interval set of
-// the rest. A match returns to the base chain, which goes on to the other
-// end's check: an allow is never accept, or the destination's ingress would
-// never run. No match falls through to drop.
+// A per-pod chain holds, per address family of the pod, a lookup of the
+// peer address in an interval set of the peers allowed on any port; then a
+// lookup of (protocol . destination port) in a map of the pod's disjoint
+// port ranges, which goes to the chain of the packet's range, holding per
+// family an interval set of the peers allowed there. A match returns to the
+// base chain (the port chains are entered by goto), which goes on to the
+// other end's check: an allow is never accept, or the destination's ingress
+// would never run. No match drops, in either chain.
+//
+// The layout is chosen for what a small change costs the kernel: peers live
+// in single-field interval sets (rbtrees), where adding or deleting a range
+// costs about the same whatever the set's size, and the only concatenated
+// interval sets (pipapo, which copies itself on every change) are the
+// per-pod port maps, which hold one element per port range and change only
+// when a pod's port ranges do.
 //
 // # Applying
 //
 // Every Apply is one netlink batch, so the kernel never holds a mix of two
 // rulesets or none. The first Apply replaces the table whole (create if
 // missing, delete, declare), which adopts a table left by a previous run;
-// later ones diff against the last applied Ruleset. The package uses
-// github.com/google/nftables v0.3.0, which sends a batch in one sendmsg and
-// reads one answer per message (and per rule, which it asks to be echoed):
-// the Applier forces the socket buffers to fit and splits set elements
-// over messages below netlink's 64 KiB attribute limit.
+// later ones diff against the last applied Ruleset, pod by pod, and send
+// only the set elements, chains and map entries that differ. The Applier
+// encodes nf_tables messages itself (expressions through
+// github.com/google/nftables/expr) into one buffer, splits set elements
+// over messages below netlink's 64 KiB attribute limit, sends the batch in
+// one sendmsg and asks only for the last message to be acknowledged: the
+// kernel reports every failed message anyway, so the answer is read in one
+// go and its size does not grow with the batch.
 //
 // # Limits
 //

@@ -1,86 +1,76 @@
 package enforcer
 
 import (
-	"cmp"
 	"net/netip"
-	"slices"
-
-	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
 
 	"github.com/podwall/podwall/policylib"
 	"github.com/podwall/podwall/policylib/addrset"
 )
 
-// elem is one kernel set element. Interval sets of one field (the any-port
-// sets, kept in an rbtree) hold a start element per range and, unless the
-// range runs to the family's last address, an end element at the address
-// after it. Concatenated interval sets (the port sets, kept by pipapo) hold
-// one element with an inclusive key and key end. Verdict maps map a key to
-// a jump.
+// elem is one kernel set element. Address interval sets (kept in an rbtree)
+// hold a start element per range and, unless the range runs to the
+// family's last address, an end element at the address after it. The port
+// maps (concatenated intervals, kept by pipapo) hold one element per port
+// range with an inclusive key and key end, mapping it to a goto. The
+// dispatch maps map an address to a jump.
 type elem struct {
 	key, keyEnd []byte
 	end         bool   // rbtree interval end
-	chain       string // verdict map: jump target
+	chain       string // map: the verdict's chain
+	goTo        bool   // map: goto rather than jump
 }
 
-// id identifies an element for diffing: two elements with equal ids are
-// the same kernel object.
-func (e elem) id() string {
-	b := make([]byte, 0, len(e.key)+len(e.keyEnd)+len(e.chain)+3)
-	b = append(b, e.key...)
-	b = append(b, 0)
-	b = append(b, e.keyEnd...)
-	if e.end {
-		b = append(b, 1)
+// splitFamilies returns the IPv4 and the IPv6 ranges of s.
+func splitFamilies(s addrset.Set) (v4, v6 []addrset.Range) {
+	rs := s.Ranges()
+	i := 0
+	for i < len(rs) && rs[i].From.Is4() {
+		i++
 	}
-	b = append(b, 0)
-	b = append(b, e.chain...)
-	return string(b)
+	return rs[:i:i], rs[i:]
 }
 
-func (e elem) nft() nftables.SetElement {
-	se := nftables.SetElement{Key: e.key, KeyEnd: e.keyEnd, IntervalEnd: e.end}
-	if e.chain != "" {
-		se.VerdictData = &expr.Verdict{Kind: expr.VerdictJump, Chain: e.chain}
+func familyRanges(s addrset.Set, v6 bool) []addrset.Range {
+	v4r, v6r := splitFamilies(s)
+	if v6 {
+		return v6r
 	}
-	return se
+	return v4r
 }
 
-// anyElems encodes the ranges of one family of s for an rbtree interval set.
-func anyElems(s addrset.Set, v6 bool) []elem {
-	rs := familyRanges(s, v6)
-	out := make([]elem, 0, 2*len(rs))
-	for _, r := range rs {
-		out = append(out, elem{key: r.From.AsSlice()})
-		if next := r.To.Next(); next.IsValid() {
-			out = append(out, elem{key: next.AsSlice(), end: true})
+// diffRanges returns the ranges of old that new lacks and those of new that
+// old lacks; both are sorted and disjoint. A range that changed in any way
+// is deleted whole and added whole: deleting its start and end before
+// adding the new ones keeps the rbtree's starts and ends alternating at
+// every step, which the kernel's overlap checks need.
+func diffRanges(old, new []addrset.Range) (del, add []addrset.Range) {
+	i, j := 0, 0
+	for i < len(old) && j < len(new) {
+		switch c := old[i].From.Compare(new[j].From); {
+		case c == 0 && old[i].To == new[j].To:
+			i++
+			j++
+		case c <= 0:
+			del = append(del, old[i])
+			i++
+		default:
+			add = append(add, new[j])
+			j++
 		}
 	}
-	return out
+	return append(del, old[i:]...), append(add, new[j:]...)
 }
 
-// portElems encodes the port rules of one family as (address . protocol .
-// port) ranges.
-func portElems(r *Rules, v6 bool) []elem {
-	var out []elem
-	for _, p := range r.Ports {
-		proto := protoNumber(p.Protocol)
-		for _, rg := range familyRanges(p.Peers, v6) {
-			out = append(out, elem{
-				key:    concatKey(rg.From, proto, p.First),
-				keyEnd: concatKey(rg.To, proto, p.Last),
-			})
-		}
+// portMapElem is the port-map element sending p's protocol and range to
+// chain.
+func portMapElem(p *PortRule, chain string) elem {
+	proto := protoNumber(p.Protocol)
+	return elem{
+		key:    []byte{proto, 0, 0, 0, byte(p.First >> 8), byte(p.First), 0, 0},
+		keyEnd: []byte{proto, 0, 0, 0, byte(p.Last >> 8), byte(p.Last), 0, 0},
+		chain:  chain,
+		goTo:   true,
 	}
-	return out
-}
-
-// concatKey lays out address . inet_proto . inet_service as the kernel
-// compares it: each field padded to 4 bytes, the port big-endian.
-func concatKey(a netip.Addr, proto byte, port uint16) []byte {
-	k := a.AsSlice()
-	return append(k, proto, 0, 0, 0, byte(port>>8), byte(port), 0, 0)
 }
 
 func protoNumber(p policylib.Protocol) byte {
@@ -93,38 +83,64 @@ func protoNumber(p policylib.Protocol) byte {
 	return 6
 }
 
-func mapElems(r *Ruleset, dir policylib.Direction, v6 bool) []elem {
-	entries := mapEntries(r, dir, v6)
-	out := make([]elem, len(entries))
-	for i, e := range entries {
-		out[i] = elem{key: e.addr.AsSlice(), chain: e.chain}
+func protoName(p policylib.Protocol) string {
+	switch p {
+	case policylib.UDP:
+		return "udp"
+	case policylib.SCTP:
+		return "sctp"
 	}
-	return out
+	return "tcp"
 }
 
-func sortEntries(es []mapEntry) {
-	slices.SortFunc(es, func(a, b mapEntry) int { return cmp.Or(a.addr.Compare(b.addr), cmp.Compare(a.chain, b.chain)) })
+// samePorts reports whether two port rules cover the same protocol and
+// range, so they share a chain.
+func samePorts(a, b *PortRule) bool {
+	return a.Protocol == b.Protocol && a.First == b.First && a.Last == b.Last
 }
 
-// diffElems returns the elements of old missing from new and of new
-// missing from old.
-func diffElems(old, new []elem) (del, add []elem) {
-	ids := make(map[string]bool, len(old))
-	for _, e := range old {
-		ids[e.id()] = true
+// comparePorts orders port rules as Rules.Ports is sorted: by protocol
+// (TCP, UDP, SCTP) then port.
+func comparePorts(a, b *PortRule) int {
+	if pa, pb := protoOrder(a.Protocol), protoOrder(b.Protocol); pa != pb {
+		return pa - pb
 	}
-	for _, e := range new {
-		id := e.id()
-		if ids[id] {
-			delete(ids, id)
+	return int(a.First) - int(b.First)
+}
+
+func protoOrder(p policylib.Protocol) int {
+	switch p {
+	case policylib.TCP:
+		return 0
+	case policylib.UDP:
+		return 1
+	}
+	return 2
+}
+
+// mapEntry is a dispatch-map entry: a local pod's address and its chain.
+type mapEntry struct {
+	addr  netip.Addr
+	chain string
+}
+
+// mapEntries lists a dispatch map's entries in Pods order.
+func mapEntries(r *Ruleset, dir policylib.Direction, v6 bool) []mapEntry {
+	var out []mapEntry
+	for i := range r.Pods {
+		p := &r.Pods[i]
+		if p.rules(dir) == nil {
 			continue
 		}
-		add = append(add, e)
-	}
-	for _, e := range old {
-		if ids[e.id()] {
-			del = append(del, e)
+		chain := ""
+		for _, a := range p.Addrs {
+			if a.Is6() == v6 && r.dispatched(i, a) {
+				if chain == "" {
+					chain = chainName(dir, p.Pod)
+				}
+				out = append(out, mapEntry{a, chain})
+			}
 		}
 	}
-	return del, add
+	return out
 }

@@ -53,16 +53,27 @@ func ExampleRuleset_Render() {
 	// 		type ipv4_addr
 	// 		flags interval
 	// 	}
-	// 	set ingress/default/httpd-1/ports4 {
-	// 		type ipv4_addr . inet_proto . inet_service
+	// 	set ingress/default/httpd-1/tcp/80/peers4 {
+	// 		type ipv4_addr
 	// 		flags interval
 	// 		elements = {
-	// 			10.244.2.21 . tcp . 80,
+	// 			10.244.2.21,
+	// 		}
+	// 	}
+	// 	chain ingress/default/httpd-1/tcp/80 {
+	// 		ip saddr @ingress/default/httpd-1/tcp/80/peers4 return
+	// 		drop
+	// 	}
+	// 	map ingress/default/httpd-1/ports {
+	// 		type inet_proto . inet_service : verdict
+	// 		flags interval
+	// 		elements = {
+	// 			tcp . 80 : goto ingress/default/httpd-1/tcp/80,
 	// 		}
 	// 	}
 	// 	chain ingress/default/httpd-1 {
 	// 		ip saddr @ingress/default/httpd-1/any4 return
-	// 		ip saddr . meta l4proto . th dport @ingress/default/httpd-1/ports4 return
+	// 		meta l4proto . th dport vmap @ingress/default/httpd-1/ports
 	// 		drop
 	// 	}
 	//
@@ -71,16 +82,27 @@ func ExampleRuleset_Render() {
 	// 		type ipv4_addr
 	// 		flags interval
 	// 	}
-	// 	set ingress/default/httpd-3/ports4 {
-	// 		type ipv4_addr . inet_proto . inet_service
+	// 	set ingress/default/httpd-3/tcp/80/peers4 {
+	// 		type ipv4_addr
 	// 		flags interval
 	// 		elements = {
-	// 			10.244.2.21 . tcp . 80,
+	// 			10.244.2.21,
+	// 		}
+	// 	}
+	// 	chain ingress/default/httpd-3/tcp/80 {
+	// 		ip saddr @ingress/default/httpd-3/tcp/80/peers4 return
+	// 		drop
+	// 	}
+	// 	map ingress/default/httpd-3/ports {
+	// 		type inet_proto . inet_service : verdict
+	// 		flags interval
+	// 		elements = {
+	// 			tcp . 80 : goto ingress/default/httpd-3/tcp/80,
 	// 		}
 	// 	}
 	// 	chain ingress/default/httpd-3 {
 	// 		ip saddr @ingress/default/httpd-3/any4 return
-	// 		ip saddr . meta l4proto . th dport @ingress/default/httpd-3/ports4 return
+	// 		meta l4proto . th dport vmap @ingress/default/httpd-3/ports
 	// 		drop
 	// 	}
 	//

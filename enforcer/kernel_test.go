@@ -144,6 +144,24 @@ func sequence(t *testing.T) []scenario {
 		return p.Namespace == "x" && p.Name == "b"
 	})
 	steps = append(steps, gone, e2eCases()[1], e2eCases()[0], gone)
+	// Address ranges that split and merge back, and port ranges that
+	// shrink, split, move and come back: each change deletes the old
+	// elements whole before adding the new ones.
+	whole := e2eScenario("ipblock-whole",
+		withIngress(policy("x", "ipblock", sel("pod", "a"), ingressOnly),
+			ingress(peers(ipBlock("10.240.0.0/16"), ipBlock("fd00:240::/64"), ipBlock("172.18.0.0/24")))))
+	ports := func(name string, rules ...networkingv1.NetworkPolicyIngressRule) scenario {
+		return e2eScenario(name,
+			withIngress(policy("y", "range", sel("pod", "b"), ingressOnly),
+				append(rules, ingress(peers(podPeer(sel())), numPort(udp, 81)))...))
+	}
+	fromX := peers(nsPeer(sel("ns", "x")))
+	steps = append(steps, whole, e2eCases()[3], whole,
+		ports("ports-80", ingress(fromX, numPort(tcp, 80))),
+		ports("ports-80-82", ingress(fromX, rangePort(tcp, 80, 82))),
+		ports("ports-split", ingress(fromX, rangePort(tcp, 80, 82)), ingress(peers(ipBlock("10.240.2.0/24")), numPort(tcp, 81))),
+		ports("ports-moved", ingress(fromX, rangePort(tcp, 81, 83), numPort(udp, 80))),
+		e2eCases()[2])
 	for seed := range uint64(12) {
 		steps = append(steps, randomScenario(seed))
 	}
@@ -181,6 +199,33 @@ func TestIncrementalMatchesFull(t *testing.T) {
 	apply(t, a, rs)
 	if st := apply(t, a, rs); st.Messages != 0 || st.Full {
 		t.Errorf("re-applying the same ruleset sent %d messages (full %v)", st.Messages, st.Full)
+	}
+}
+
+// TestRefusedUpdateReplaces changes the table behind the Applier's back so
+// that the kernel refuses the next incremental batch: the Applier then
+// replaces the table whole in a second batch, and the kernel holds exactly
+// the new ruleset.
+func TestRefusedUpdateReplaces(t *testing.T) {
+	needNft(t)
+	lab := netns.New(t)
+	fresh, err := lab.AddHost("fresh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, before := e2eCases()[1].compile(t) // x/a accepts ns y on any port
+	_, after := e2eCases()[0].compile(t)  // x/a accepts nothing
+	a := applierIn(t, lab.Node)
+	apply(t, a, before)
+	if _, err := lab.Node.Run(context.Background(), "nft", "flush set inet podwall ingress/x/a/any4"); err != nil {
+		t.Fatal(err)
+	}
+	if st := apply(t, a, after); !st.Full {
+		t.Errorf("the update deleting elements someone else deleted was not refused: %+v", st)
+	}
+	apply(t, applierIn(t, fresh), after)
+	if got, want := listTable(t, lab.Node, "podwall"), listTable(t, fresh, "podwall"); got != want {
+		t.Errorf("table after the fallback differs from a fresh one:\n%s", lineDiff(want, got))
 	}
 }
 
@@ -297,7 +342,8 @@ func countElems(t *testing.T, listing []byte) int {
 }
 
 // countModelElems counts elements as nft lists them: one per address range
-// (per range and port range in the port sets) and per map entry.
+// (in the any-port sets and in each port range's peer sets), per port
+// range (in the port maps) and per dispatch-map entry.
 func countModelElems(rs *enforcer.Ruleset) int {
 	n := 0
 	for _, p := range rs.Pods {
@@ -318,7 +364,8 @@ func countModelElems(rs *enforcer.Ruleset) int {
 					n += len(familyOf(pr.Peers.Ranges(), fam))
 				}
 			}
-			n += len(p.Addrs) // its map entries
+			n += len(r.Ports) // its port map's entries
+			n += len(p.Addrs) // its dispatch-map entries
 		}
 	}
 	return n
@@ -352,16 +399,18 @@ func TestBigSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The kernel keeps each peer range as a start and an end element; nft
+	// lists the pair as one.
 	st := apply(t, applierIn(t, lab.Node), rs)
-	if st.ElementsAdded != 6001 {
-		t.Errorf("added %d elements, want 6001 (3000 peers x 2 ports, 1 map entry)", st.ElementsAdded)
+	if st.ElementsAdded != 12003 {
+		t.Errorf("added %d elements, want 12003 (3000 peers x 2 ports x start and end, 2 port-map entries, 1 dispatch entry)", st.ElementsAdded)
 	}
 	out, err := lab.Node.Run(context.Background(), "nft", "-j", "list", "table", "inet", "podwall")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := countElems(t, out); got != 6001 {
-		t.Errorf("kernel holds %d elements, want 6001", got)
+	if got := countElems(t, out); got != 6003 {
+		t.Errorf("kernel lists %d elements, want 6003", got)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -264,5 +265,69 @@ func TestLongNames(t *testing.T) {
 				t.Errorf("name of %d bytes: %.40s...", len(word), word)
 			}
 		}
+	}
+}
+
+// TestCovers checks the test that lets an Apply skip conntrack cleanup for
+// a pod whose rules only widened: whenever Covers(new, old) holds, every
+// flow the old rules permit the new ones permit too.
+func TestCovers(t *testing.T) {
+	var yes, no int // real widenings found, and refusals
+	probes := []struct {
+		proto policylib.Protocol
+		port  int32
+	}{{policylib.ICMP, 0}}
+	for port := int32(78); port <= 84; port++ {
+		probes = append(probes, struct {
+			proto policylib.Protocol
+			port  int32
+		}{policylib.TCP, port}, struct {
+			proto policylib.Protocol
+			port  int32
+		}{policylib.UDP, port})
+	}
+	for seed := range uint64(200) {
+		// b is another cluster over the same pods; c is a with b's policies
+		// added, which widens what a's policies already isolate.
+		a, b := randomScenario(seed), randomScenario(seed+1)
+		c := a
+		c.snap.Policies = slices.Clone(a.snap.Policies)
+		for _, p := range b.snap.Policies {
+			p = p.DeepCopy()
+			p.Name = "extra-" + p.Name
+			c.snap.Policies = append(c.snap.Policies, p)
+		}
+		_, ra := a.compile(t)
+		_, rb := b.compile(t)
+		_, rc := c.compile(t)
+		peers := append(a.endpointAddrs(), netip.MustParseAddr("10.241.0.7"), netip.MustParseAddr("172.19.5.5"), netip.MustParseAddr("8.8.8.8"))
+		for i := range ra.Pods {
+			for _, pair := range [][2]*enforcer.Rules{
+				{ra.Pods[i].Ingress, rb.Pods[i].Ingress}, {ra.Pods[i].Egress, rb.Pods[i].Egress},
+				{ra.Pods[i].Ingress, rc.Pods[i].Ingress}, {ra.Pods[i].Egress, rc.Pods[i].Egress},
+				{rc.Pods[i].Ingress, ra.Pods[i].Ingress}, {rc.Pods[i].Egress, ra.Pods[i].Egress},
+			} {
+				old, new := pair[0], pair[1]
+				if !enforcer.Covers(new, old) {
+					no++
+					continue
+				}
+				if old != nil && new != nil && !old.Equal(new) {
+					yes++ // a real widening
+				}
+				for _, peer := range peers {
+					for _, pr := range probes {
+						if old.Permits(peer, pr.proto, pr.port) && !new.Permits(peer, pr.proto, pr.port) {
+							t.Fatalf("seed %d pod %s: Covers says the new rules permit all the old did, but %s %s/%d is no longer permitted\nold %+v\nnew %+v",
+								seed, ra.Pods[i].Pod, peer, pr.proto, pr.port, old, new)
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("Covers held for %d changed rules and failed %d times", yes, no)
+	if yes == 0 || no == 0 {
+		t.Errorf("Covers held for %d changed rules and failed %d times: the cases do not exercise both", yes, no)
 	}
 }

@@ -1,8 +1,9 @@
 package enforcer
 
 import (
+	"cmp"
 	"fmt"
-	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/podwall/podwall/policylib"
@@ -17,12 +18,14 @@ import (
 //
 // The table holds four verdict maps (ingress4, ingress6, egress4, egress6)
 // from local pod addresses to per-pod chains; per pod and isolated
-// direction, a chain with an any-port set and a (address . protocol .
-// port) set per address family of the pod; and base chains on the forward,
-// input and (without AllowHostToLocalPods) output hooks that accept
-// established traffic, then jump to the source's egress chain and the
-// destination's ingress chain. A per-pod chain returns when a set matches,
-// so both ends are checked, and drops otherwise.
+// direction, a chain with an any-port set per address family of the pod
+// and a map from protocol and port range to a chain per range, which holds
+// a set of the peers allowed there per address family; and base chains on
+// the forward, input and (without AllowHostToLocalPods) output hooks that
+// accept established traffic, then jump to the source's egress chain and
+// the destination's ingress chain. A per-pod chain returns when its any-port
+// set matches, or goes on to its port range's chain, which returns when its
+// peer set matches, so both ends are checked; both drop otherwise.
 func (r *Ruleset) Render() string {
 	var b strings.Builder
 	w := func(indent int, format string, args ...any) {
@@ -58,6 +61,13 @@ func (r *Ruleset) Render() string {
 		}
 		first = false
 	}
+	addrSetText := func(name string, v6 bool, s addrset.Set) {
+		w(1, "set %s {", name)
+		w(2, "type %s", addrType(v6))
+		w(2, "flags interval")
+		writeElements(&b, rangesText(familyRanges(s, v6)))
+		w(1, "}")
+	}
 	for i := range r.Pods {
 		p := &r.Pods[i]
 		v4, v6 := p.families()
@@ -77,17 +87,30 @@ func (r *Ruleset) Render() string {
 				if fam && !v6 || !fam && !v4 {
 					continue
 				}
-				w(1, "set %s {", anySetName(chain, fam))
-				w(2, "type %s", addrType(fam))
-				w(2, "flags interval")
-				writeElements(&b, anyElementsText(rules, fam))
-				w(1, "}")
-				w(1, "set %s {", portsSetName(chain, fam))
-				w(2, "type %s . inet_proto . inet_service", addrType(fam))
-				w(2, "flags interval")
-				writeElements(&b, portElementsText(rules, fam))
-				w(1, "}")
+				addrSetText(anySetName(chain, fam), fam, rules.Any)
 			}
+			var portElems []string
+			for j := range rules.Ports {
+				pr := &rules.Ports[j]
+				pc := portChainName(chain, pr)
+				for _, fam := range []bool{false, true} {
+					if fam && !v6 || !fam && !v4 {
+						continue
+					}
+					addrSetText(peersSetName(pc, fam), fam, pr.Peers)
+				}
+				w(1, "chain %s {", pc)
+				for _, rl := range portChainRules(dir, pc, v4, v6) {
+					w(2, "%s", rl.text())
+				}
+				w(1, "}")
+				portElems = append(portElems, fmt.Sprintf("%s . %s : goto %s", protoName(pr.Protocol), portsText(pr), pc))
+			}
+			w(1, "map %s {", portMapName(chain))
+			w(2, "type inet_proto . inet_service : verdict")
+			w(2, "flags interval")
+			writeElements(&b, portElems)
+			w(1, "}")
 			w(1, "chain %s {", chain)
 			for _, rl := range podChainRules(dir, chain, v4, v6) {
 				w(2, "%s", rl.text())
@@ -156,64 +179,27 @@ func rangeText(r addrset.Range) string {
 	return r.From.String() + "-" + r.To.String()
 }
 
-func familyRanges(s addrset.Set, v6 bool) []addrset.Range {
-	if v6 {
-		return s.IPv6().Ranges()
-	}
-	return s.IPv4().Ranges()
-}
-
-func anyElementsText(r *Rules, v6 bool) []string {
-	var out []string
-	for _, rg := range familyRanges(r.Any, v6) {
-		out = append(out, rangeText(rg))
+func rangesText(rs []addrset.Range) []string {
+	out := make([]string, len(rs))
+	for i, rg := range rs {
+		out[i] = rangeText(rg)
 	}
 	return out
 }
 
-func portElementsText(r *Rules, v6 bool) []string {
-	var out []string
-	for _, p := range r.Ports {
-		port := fmt.Sprint(p.First)
-		if p.First != p.Last {
-			port = fmt.Sprintf("%d-%d", p.First, p.Last)
-		}
-		for _, rg := range familyRanges(p.Peers, v6) {
-			out = append(out, fmt.Sprintf("%s . %s . %s", rangeText(rg), protoName(p.Protocol), port))
-		}
+func portsText(p *PortRule) string {
+	if p.First == p.Last {
+		return fmt.Sprint(p.First)
 	}
-	return out
+	return fmt.Sprintf("%d-%d", p.First, p.Last)
 }
-
-func protoName(p policylib.Protocol) string { return strings.ToLower(p.String()) }
 
 func mapElementsText(r *Ruleset, dir policylib.Direction, v6 bool) []string {
-	var out []string
-	for _, e := range mapEntries(r, dir, v6) {
-		out = append(out, fmt.Sprintf("%s : jump %s", e.addr, e.chain))
+	es := mapEntries(r, dir, v6)
+	slices.SortFunc(es, func(a, b mapEntry) int { return cmp.Or(a.addr.Compare(b.addr), cmp.Compare(a.chain, b.chain)) })
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = fmt.Sprintf("%s : jump %s", e.addr, e.chain)
 	}
-	return out
-}
-
-type mapEntry struct {
-	addr  netip.Addr
-	chain string
-}
-
-// mapEntries lists a verdict map's elements in address order.
-func mapEntries(r *Ruleset, dir policylib.Direction, v6 bool) []mapEntry {
-	var out []mapEntry
-	for i := range r.Pods {
-		p := &r.Pods[i]
-		if p.rules(dir) == nil {
-			continue
-		}
-		for _, a := range p.Addrs {
-			if a.Is6() == v6 && r.dispatched(i, a) {
-				out = append(out, mapEntry{a, chainName(dir, p.Pod)})
-			}
-		}
-	}
-	sortEntries(out)
 	return out
 }

@@ -21,7 +21,7 @@ const (
 	ruleNeighbor                    // icmpv6 type 135-136 accept (neighbour discovery)
 	ruleDispatch                    // ip saddr vmap @map
 	ruleAny                         // ip saddr @set return
-	rulePorts                       // ip saddr . meta l4proto . th dport @set return
+	rulePorts                       // meta l4proto . th dport vmap @map
 	ruleDrop                        // drop
 )
 
@@ -71,10 +71,12 @@ func baseChains(allowHost bool) []baseChain {
 	return chains
 }
 
-// podChainRules are the rules of one pod's chain: per address family of
-// the pod, the any-port set and the port set, each returning on a match to
-// the base chain, which goes on to the other end's check; then drop.
-// Ingress matches the source address, egress the destination.
+// podChainRules are the rules of one pod direction's chain: per address
+// family of the pod, the any-port set, returning on a match to the base
+// chain, which goes on to the other end's check; then the port map, which
+// sends the packet on (goto) to the chain of its protocol and port range,
+// if any; then drop. Ingress matches the source address, egress the
+// destination.
 func podChainRules(dir policylib.Direction, chain string, v4, v6 bool) []rule {
 	saddr := dir == policylib.Ingress
 	var rs []rule
@@ -82,10 +84,23 @@ func podChainRules(dir policylib.Direction, chain string, v4, v6 bool) []rule {
 		if fam && !v6 || !fam && !v4 {
 			continue
 		}
-		rs = append(rs,
-			rule{kind: ruleAny, v6: fam, saddr: saddr, set: anySetName(chain, fam)},
-			rule{kind: rulePorts, v6: fam, saddr: saddr, set: portsSetName(chain, fam)},
-		)
+		rs = append(rs, rule{kind: ruleAny, v6: fam, saddr: saddr, set: anySetName(chain, fam)})
+	}
+	return append(rs, rule{kind: rulePorts, set: portMapName(chain)}, rule{kind: ruleDrop})
+}
+
+// portChainRules are the rules of the chain of one protocol and port range
+// of a pod direction: per address family of the pod, the set of the peers
+// allowed there, returning on a match to the base chain (the pod's chain
+// was entered by goto); then drop.
+func portChainRules(dir policylib.Direction, chain string, v4, v6 bool) []rule {
+	saddr := dir == policylib.Ingress
+	var rs []rule
+	for _, fam := range []bool{false, true} {
+		if fam && !v6 || !fam && !v4 {
+			continue
+		}
+		rs = append(rs, rule{kind: ruleAny, v6: fam, saddr: saddr, set: peersSetName(chain, fam)})
 	}
 	return append(rs, rule{kind: ruleDrop})
 }
@@ -110,19 +125,16 @@ func (r rule) text() string {
 	case ruleAny:
 		return ip + " " + addr + " @" + r.set + " return"
 	case rulePorts:
-		return ip + " " + addr + " . meta l4proto . th dport @" + r.set + " return"
+		return "meta l4proto . th dport vmap @" + r.set
 	}
 	return "drop"
 }
 
-// Registers as nft allocates them: 1 is the first 16-byte register, 2 the
-// second; 9 and up are 4-byte registers (9 is the second word of 1).
+// Registers as nft allocates them: 1 is the first 16-byte register; 9 and
+// up are 4-byte registers (9 is the second word of 1).
 const (
-	reg1  = 1
-	reg2  = 2
-	reg9  = 9
-	reg10 = 10
-	reg13 = 13
+	reg1 = 1
+	reg9 = 9
 )
 
 // exprs returns the rule's expressions; setID is the transaction id of the
@@ -152,16 +164,13 @@ func (r rule) exprs(setID uint32) []expr.Any {
 			&expr.Lookup{SourceRegister: reg1, SetName: r.set, SetID: setID},
 			&expr.Verdict{Kind: expr.VerdictReturn})
 	case rulePorts:
-		proto, port := uint32(reg9), uint32(reg10)
-		if r.v6 {
-			proto, port = reg2, reg13
+		// The protocol, padded to 4 bytes, then the port: the map's key.
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 1, Size: 2},
+			&expr.Payload{DestRegister: reg9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: reg1, DestRegister: 0, IsDestRegSet: true, SetName: r.set, SetID: setID},
 		}
-		return append(r.loadAddr(),
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: proto},
-			&expr.Byteorder{SourceRegister: proto, DestRegister: proto, Op: expr.ByteorderHton, Len: 1, Size: 2},
-			&expr.Payload{DestRegister: port, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-			&expr.Lookup{SourceRegister: reg1, SetName: r.set, SetID: setID},
-			&expr.Verdict{Kind: expr.VerdictReturn})
 	}
 	return []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}
 }

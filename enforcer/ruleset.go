@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -68,9 +69,10 @@ type Rules struct {
 	// included (rules without ports).
 	Any addrset.Set
 	// Ports are the peers allowed per protocol and port range, sorted by
-	// protocol then port. Ranges of one protocol never overlap and each
-	// range's Peers are disjoint from Any, so every (peer, protocol, port)
-	// is in at most one element: the form nftables interval sets need.
+	// protocol then port. Ranges of one protocol never overlap, as the
+	// keys of an nftables interval map must not, and each range's Peers
+	// are disjoint from Any, so every (peer, protocol, port) is in at most
+	// one set element.
 	Ports []PortRule
 }
 
@@ -347,9 +349,10 @@ func famSuffix(v6 bool) string {
 	return "4"
 }
 
-// setSuffixes are appended to a chain name to name its sets; the longest
-// is what a chain name must leave room for.
-const longestSetSuffix = len("/ports4")
+// A pod direction's chain name is the prefix of the names of its sets, map
+// and port chains; the longest suffix (a port chain's peer set) is what a
+// chain name must leave room for.
+const longestSetSuffix = len("/sctp/65534-65535/peers6")
 
 // chainName is "ingress/NAMESPACE/POD" or "egress/NAMESPACE/POD". A name
 // too long for the kernel keeps a prefix of the pod name and ends with a
@@ -364,8 +367,31 @@ func chainName(dir policylib.Direction, pod types.NamespacedName) string {
 	return name[:maxNameLen-longestSetSuffix-len(tag)] + tag
 }
 
-func anySetName(chain string, v6 bool) string   { return chain + "/any" + famSuffix(v6) }
-func portsSetName(chain string, v6 bool) string { return chain + "/ports" + famSuffix(v6) }
+// anySetName is a pod direction's set of the peers allowed on any port.
+func anySetName(chain string, v6 bool) string { return chain + "/any" + famSuffix(v6) }
+
+// portMapName is a pod direction's map from protocol and port to the chain
+// of that port range.
+func portMapName(chain string) string { return chain + "/ports" }
+
+// portChainName is the chain of one protocol and port range of a pod
+// direction, as "CHAIN/tcp/80" or "CHAIN/tcp/9000-9100".
+func portChainName(chain string, p *PortRule) string {
+	b := make([]byte, 0, len(chain)+16)
+	b = append(b, chain...)
+	b = append(b, '/')
+	b = append(b, protoName(p.Protocol)...)
+	b = append(b, '/')
+	b = strconv.AppendUint(b, uint64(p.First), 10)
+	if p.Last != p.First {
+		b = append(b, '-')
+		b = strconv.AppendUint(b, uint64(p.Last), 10)
+	}
+	return string(b)
+}
+
+// peersSetName is the set of the peers allowed on a port chain's range.
+func peersSetName(portChain string, v6 bool) string { return portChain + "/peers" + famSuffix(v6) }
 
 // families returns which address families a pod has.
 func (p *PodRuleset) families() (v4, v6 bool) {
