@@ -85,7 +85,7 @@ type AdmissionConfiguration struct {
 
 	// ExemptNamespaces are never checked by any rule. Omitted: kube-system
 	// and podwall-system; an explicit empty list exempts none.
-	ExemptNamespaces []string `json:"exemptNamespaces,omitempty"`
+	ExemptNamespaces []string `json:"exemptNamespaces"`
 
 	// Rules configures each rule; a rule left out is off.
 	Rules Rules `json:"rules"`

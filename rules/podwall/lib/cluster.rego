@@ -45,7 +45,16 @@ with_namespace(obj) := object.union(obj, {"metadata": {"namespace": lib.namespac
 
 new_object := with_namespace(input.request.object) if is_object(input.request.object)
 
-old_object := with_namespace(input.request.oldObject) if is_object(input.request.oldObject)
+# old_object is the object before the request: the oldObject sent, else, for
+# an UPDATE or DELETE of a NetworkPolicy that comes without one (older API
+# servers send none on DELETE), the replicated copy, as for the Go rules.
+old_object := with_namespace(input.request.oldObject) if {
+	is_object(input.request.oldObject)
+} else := stored if {
+	lib.operation in {"UPDATE", "DELETE"}
+	lib.kind == "NetworkPolicy"
+	stored := networkpolicies[lib.namespace][lib.name]
+}
 
 # other_policies are the replicated NetworkPolicies other than the request's.
 other_policies := [p |

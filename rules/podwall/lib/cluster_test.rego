@@ -54,3 +54,17 @@ test_in_namespace if {
 	ps := [fixtures.policy("a", "x", {}), fixtures.policy("b", "y", {})]
 	cluster.in_namespace(ps) == [fixtures.policy("a", "x", {})] with input as {"request": {"namespace": "a"}}
 }
+
+test_old_object_falls_back_to_the_replicated_policy if {
+	r := json.remove(fixtures.delete(fixtures.access_httpd), ["request/oldObject"])
+	cluster.old_object == fixtures.access_httpd with input as r with data.kubernetes as fixtures.kubernetes
+	names(cluster.policies_before) == {"access-httpd", "default-deny"} with input as r with data.kubernetes as fixtures.kubernetes
+	u := json.remove(fixtures.update(fixtures.access_httpd_ipblock, fixtures.access_httpd), ["request/oldObject"])
+	cluster.old_object == fixtures.access_httpd with input as u with data.kubernetes as fixtures.kubernetes
+
+	# not for other kinds, nor for a policy the cluster does not hold
+	p := json.remove(fixtures.delete(fixtures.pod("default", "busybox", {}, "")), ["request/oldObject"])
+	not cluster.old_object with input as p with data.kubernetes as fixtures.kubernetes
+	n := json.remove(fixtures.delete(fixtures.policy("default", "gone", {})), ["request/oldObject"])
+	not cluster.old_object with input as n with data.kubernetes as fixtures.kubernetes
+}

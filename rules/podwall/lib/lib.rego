@@ -98,7 +98,24 @@ subresource if {
 
 operation := input.request.operation
 
-kind := input.request.kind.kind
+# kind is the request's kind when it is one the rules check, in its API
+# group; a kind of another group that shares the name (Calico's
+# crd.projectcalico.org NetworkPolicy, say) is none of them: "".
+kind := k if {
+	k := input.request.kind.kind
+	object.get(input.request.kind, "group", "") == kind_groups[k]
+} else := ""
+
+kind_groups := {
+	"Pod": "",
+	"Deployment": "apps",
+	"ReplicaSet": "apps",
+	"StatefulSet": "apps",
+	"DaemonSet": "apps",
+	"Job": "batch",
+	"CronJob": "batch",
+	"NetworkPolicy": "networking.k8s.io",
+}
 
 # resource is the object the request is about: the new object, or the old
 # one when there is no new one (DELETE).

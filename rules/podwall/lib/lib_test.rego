@@ -55,8 +55,19 @@ test_subresources_are_not_checked if {
 
 test_labels_path if {
 	lib.labels_path == ["metadata", "labels"] with input as {"request": {"kind": {"kind": "Pod"}}}
-	lib.labels_path == ["spec", "template", "metadata", "labels"] with input as {"request": {"kind": {"kind": "Deployment"}}}
-	lib.labels_path == ["spec", "jobTemplate", "spec", "template", "metadata", "labels"] with input as {"request": {"kind": {"kind": "CronJob"}}}
+	lib.labels_path == ["spec", "template", "metadata", "labels"] with input as {"request": {"kind": {"group": "apps", "kind": "Deployment"}}}
+	lib.labels_path == ["spec", "jobTemplate", "spec", "template", "metadata", "labels"] with input as {"request": {"kind": {"group": "batch", "kind": "CronJob"}}}
+}
+
+test_kind_needs_its_group if {
+	lib.kind == "NetworkPolicy" with input as {"request": {"kind": {"group": "networking.k8s.io", "version": "v1", "kind": "NetworkPolicy"}}}
+	lib.kind == "Pod" with input as {"request": {"kind": {"version": "v1", "kind": "Pod"}}}
+	lib.kind == "" with input as {"request": {"kind": {"group": "crd.projectcalico.org", "version": "v1", "kind": "NetworkPolicy"}}}
+	lib.kind == "" with input as {"request": {"kind": {"group": "example.com", "version": "v1", "kind": "Pod"}}}
+	lib.kind == "" with input as {"request": {"kind": {"version": "v1", "kind": "ConfigMap"}}}
+	r := fixtures.create({"apiVersion": "example.com/v1", "kind": "Pod", "metadata": {"name": "x", "namespace": "default"}})
+	not lib.applies("requiredLabels") with input as json.patch(r, [{"op": "replace", "path": "/request/kind", "value": {"group": "example.com", "version": "v1", "kind": "Pod"}}])
+		with data.podwall.config as {"rules": {"requiredLabels": {}}}
 }
 
 test_resource_is_the_old_object_on_delete if {

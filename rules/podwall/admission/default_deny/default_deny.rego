@@ -9,8 +9,8 @@
 #     violation naming the policy to apply (policyName);
 #   - updating or deleting the last default deny of a direction is a
 #     violation, unless the namespace is terminating.
-#   Needs the podwall built-ins (is_default_deny, and selector_matches for
-#   the match).
+#   Needs the podwall built-ins (is_default_deny and lint, and
+#   selector_matches for the match).
 #
 #   data.podwall.config.rules.defaultDeny:
 #     policyTypes: [Ingress, Egress]   (default [Ingress])
@@ -47,8 +47,75 @@ covers(ns) if selectors.namespace_matches(family, ns)
 has_default_deny(policies, type, except) if {
 	some p in policies
 	p.metadata.name != except
+	denies(p, type)
+}
+
+# denies(p, type): policy p denies all of type by default, as policylib
+# defines it (podwall.is_default_deny). As in the Go rule, a policy with
+# rules of that direction is not asked about (it cannot be one). And since
+# podwall.is_default_deny refuses an invalid policy (an error that fails the
+# whole evaluation), a policy lint finds invalid (one stored before
+# validation got stricter, or the request's own, which networkPolicyHygiene
+# reports) is judged by its shape alone, as the Go rule judges every policy:
+# one such policy must not keep pods from being created next to it, nor
+# itself from being fixed or deleted.
+denies(p, type) if {
+	not has_rules(p, type)
+	valid(p)
 	podwall.is_default_deny(p, type)
 }
+
+denies(p, type) if {
+	not has_rules(p, type)
+	not valid(p)
+	shaped_like_default_deny(p, type)
+}
+
+has_rules(p, type) if {
+	rules := object.get(p, ["spec", lower(type)], [])
+	is_array(rules)
+	count(rules) > 0
+}
+
+valid(p) if {
+	findings := podwall.lint({"policies": [p]})
+	not lint_error(findings)
+}
+
+lint_error(findings) if {
+	some f in findings
+	f.severity == "error"
+}
+
+# shaped_like_default_deny(p, type): p selects every pod (no matchLabels, no
+# matchExpressions) and type is among its policyTypes (omitted: Ingress, and
+# Egress when it has egress rules), the rules of type being checked apart.
+shaped_like_default_deny(p, type) if {
+	sel := object.get(p, ["spec", "podSelector"], {})
+	not selects_by(sel, "matchLabels")
+	not selects_by(sel, "matchExpressions")
+	type in effective_policy_types(p)
+}
+
+selects_by(sel, key) if {
+	x := sel[key]
+	is_object(x)
+	count(x) > 0
+}
+
+selects_by(sel, key) if {
+	x := sel[key]
+	is_array(x)
+	count(x) > 0
+}
+
+effective_policy_types(p) := ts if {
+	ts := p.spec.policyTypes
+	is_array(ts)
+	count(ts) > 0
+} else := ["Ingress", "Egress"] if {
+	has_rules(p, "Egress")
+} else := ["Ingress"]
 
 checked if lib.applies(family)
 
@@ -79,14 +146,14 @@ terminating if cluster.namespaces[lib.namespace].status.phase == "Terminating"
 
 lost := [type |
 	some type in policy_types
-	podwall.is_default_deny(old, type)
+	denies(old, type)
 	not still_denies(type)
 	not has_default_deny(cluster.policies_in(lib.namespace), type, old.metadata.name)
 ]
 
 still_denies(type) if {
 	lib.operation == "UPDATE"
-	podwall.is_default_deny(cluster.new_object, type)
+	denies(cluster.new_object, type)
 }
 
 violation contains {"msg": msg, "code": "last-default-deny", "field": ""} if {

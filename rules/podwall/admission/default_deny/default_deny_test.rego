@@ -114,3 +114,66 @@ test_exempt_and_unconfigured if {
 	count(default_deny.violation) == 0 with input as fixtures.create(web) with data.podwall.config as {} with data.kubernetes as no_deny
 	not default_deny.covers("default") with data.podwall.config as {} with data.kubernetes as no_deny
 }
+
+# A stored policy podwall.is_default_deny would refuse as invalid (stored
+# before validation got stricter): never asked about when it has rules of
+# the direction, else judged by its shape; the rule never fails on it.
+invalid_rules := fixtures.policy("default", "legacy", {
+	"podSelector": {"matchLabels": {"app": "web"}},
+	"ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.1.0.0/24"]}}]}],
+})
+
+invalid_deny := fixtures.policy("default", "legacy-deny", {
+	"podSelector": {},
+	"policyTypes": ["Ingress", "Egress"],
+	"egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}],
+})
+
+test_denies if {
+	default_deny.denies(fixtures.default_deny_ingress("default"), "Ingress")
+	not default_deny.denies(fixtures.default_deny_ingress("default"), "Egress")
+	not default_deny.denies(fixtures.access_httpd, "Ingress")
+	not default_deny.denies(invalid_rules, "Ingress")
+	default_deny.denies(invalid_deny, "Ingress")
+	not default_deny.denies(invalid_deny, "Egress")
+	default_deny.denies(fixtures.policy("default", "empty", {}), "Ingress")
+	default_deny.denies(fixtures.policy("default", "lists", {"podSelector": {"matchLabels": {}, "matchExpressions": []}}), "Ingress")
+	not default_deny.denies(json.patch(invalid_deny, [{"op": "add", "path": "/spec/podSelector", "value": {"matchLabels": {"a": "b"}}}]), "Ingress")
+	not default_deny.denies(json.patch(invalid_deny, [{"op": "replace", "path": "/spec/policyTypes", "value": ["Egress"]}]), "Ingress")
+	no_types := json.remove(invalid_deny, ["spec/policyTypes"])
+	default_deny.denies(no_types, "Ingress")
+	not default_deny.denies(no_types, "Egress")
+	default_deny.effective_policy_types(no_types) == ["Ingress", "Egress"]
+	default_deny.effective_policy_types(fixtures.policy("default", "empty", {})) == ["Ingress"]
+}
+
+test_invalid_stored_policies_do_not_break_pod_creation if {
+	k := fixtures.with_policies([invalid_rules, fixtures.default_deny_ingress("default")])
+	count(default_deny.violation) == 0 with input as fixtures.create(web) with data.podwall.config as cfg with data.kubernetes as k
+	k2 := fixtures.with_policies([invalid_deny])
+	count(default_deny.violation) == 0 with input as fixtures.create(web) with data.podwall.config as cfg with data.kubernetes as k2
+}
+
+test_invalid_stored_policies_can_be_deleted if {
+	k := fixtures.with_policies([invalid_rules, fixtures.default_deny_ingress("default")])
+	count(default_deny.violation) == 0 with input as fixtures.delete(invalid_rules) with data.podwall.config as cfg with data.kubernetes as k
+	k2 := fixtures.with_policies([invalid_deny, fixtures.default_deny_ingress("default")])
+	count(default_deny.violation) == 0 with input as fixtures.delete(invalid_deny) with data.podwall.config as cfg with data.kubernetes as k2
+	count(default_deny.violation) == 0 with input as fixtures.delete(fixtures.default_deny_ingress("default")) with data.podwall.config as cfg
+		with data.kubernetes as k2
+	vs := default_deny.violation with input as fixtures.delete(invalid_deny) with data.podwall.config as cfg
+		with data.kubernetes as fixtures.with_policies([invalid_deny])
+	{v.code | some v in vs} == {"last-default-deny"}
+}
+
+test_updating_the_last_default_deny_into_an_invalid_one if {
+	still := json.patch(invalid_deny, [{"op": "replace", "path": "/metadata/name", "value": "default-deny"}])
+	count(default_deny.violation) == 0 with input as fixtures.update(still, fixtures.default_deny_ingress("default"))
+		with data.podwall.config as cfg
+		with data.kubernetes as fixtures.kubernetes
+	weak := fixtures.policy("default", "default-deny", {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]})
+	vs := default_deny.violation with input as fixtures.update(weak, fixtures.default_deny_ingress("default"))
+		with data.podwall.config as cfg
+		with data.kubernetes as fixtures.kubernetes
+	{v.code | some v in vs} == {"last-default-deny"}
+}

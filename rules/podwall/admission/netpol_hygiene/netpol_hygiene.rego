@@ -47,7 +47,9 @@ desc := sprintf("NetworkPolicy %s", [lib.display])
 protected if default_deny.covers(lib.namespace)
 
 # findings are policylib's lint findings about the policy, which sees the
-# namespace's pods, Services and other policies, and every namespace.
+# namespace's pods, Services and other policies, and every namespace. Lint
+# names the policy by its metadata.name (empty for one named by
+# generateName, unlike lib.name).
 findings := [f |
 	some f in podwall.lint({
 		"namespaces": cluster.all_namespaces,
@@ -55,7 +57,7 @@ findings := [f |
 		"services": [s | some s in object.get(cluster.services, lib.namespace, {})],
 		"policies": array.concat(cluster.in_namespace(cluster.other_policies), [policy]),
 	})
-	f.policy == {"namespace": lib.namespace, "name": lib.name}
+	f.policy == {"namespace": lib.namespace, "name": object.get(policy, ["metadata", "name"], "")}
 ]
 
 # deniable(p, fs) are the [code, field, message] a policy p with lint
@@ -91,7 +93,7 @@ denied := deniable(policy, findings)
 # rule does) is tolerated.
 old_denied := deniable(cluster.old_object, [f |
 	some f in podwall.lint({"policies": [cluster.old_object]})
-	f.policy == {"namespace": lib.namespace, "name": cluster.old_object.metadata.name}
+	f.policy == {"namespace": lib.namespace, "name": object.get(cluster.old_object, ["metadata", "name"], "")}
 ]) if {
 	lib.operation == "UPDATE"
 	cluster.old_object

@@ -105,3 +105,17 @@ test_deletes_pods_and_exempt_namespaces_are_not_checked if {
 	ks := fixtures.policy("kube-system", "anywhere", anywhere.spec)
 	count(netpol_hygiene.violation) == 0 with input as fixtures.create(ks) with data.podwall.config as cfg with data.kubernetes as fixtures.kubernetes
 }
+
+test_lint_findings_of_a_policy_named_by_generate_name if {
+	p := json.remove(json.patch(allow_all, [{"op": "add", "path": "/metadata/generateName", "value": "allow-"}]), ["metadata/name"])
+	vs := denied with input as fixtures.create(p) with data.podwall.config as cfg with data.kubernetes as fixtures.kubernetes
+	{[v.code, v.field] | some v in vs} == {["invalid", "metadata.name"]}
+}
+
+test_update_without_old_object_tolerates_the_replicated_copy if {
+	k := fixtures.with_policies([anywhere, fixtures.default_deny_ingress("default")])
+	relabelled := json.patch(anywhere, [{"op": "add", "path": "/metadata/labels", "value": {"v": "2"}}])
+	r := json.remove(fixtures.update(relabelled, anywhere), ["request/oldObject"])
+	count(denied) == 0 with input as r with data.podwall.config as cfg with data.kubernetes as k
+	{w.code | some w in warnings} == {"ingress-from-anywhere", "ipblock-covers-pods"} with input as r with data.podwall.config as cfg with data.kubernetes as k
+}

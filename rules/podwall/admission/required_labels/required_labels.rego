@@ -43,11 +43,26 @@ allowed_values(req) := vs if {
 	is_array(vs)
 } else := []
 
-# patching: the patch adds the defaults (CREATE, not dryrun).
+# patching: the patch adds the defaults (CREATE, not dryrun), where it can:
+# the object has somewhere to put them (a workload without a pod template
+# has not), and they would not make a workload's spec.selector stop matching
+# its pod template (podwall.lib.selectors.defaults_unselect, read without
+# importing it as it needs the built-ins). Otherwise nothing is set and the
+# labels are judged as sent, as the Go rule does.
 patching if {
 	lib.operation == "CREATE"
 	lib.action(family) != "dryrun"
+	placeable
+	not data.podwall.lib.selectors.defaults_unselect
 }
+
+# placeable: the labels' map, or the metadata holding it, or the object
+# holding that, exists (the patch adds the innermost one missing).
+placeable if is_object(object.get(lib.resource, parent(lib.labels_path), null))
+
+placeable if is_object(object.get(lib.resource, parent(parent(lib.labels_path)), null))
+
+parent(path) := array.slice(path, 0, count(path) - 1)
 
 # problems(labels) are the violations of a label set, keyed by code and field.
 problems(ls) := {[code, field(req.key), msg] |

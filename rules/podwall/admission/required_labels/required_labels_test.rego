@@ -150,3 +150,31 @@ test_generate_name_in_messages if {
 	some v in vs
 	contains(v.msg, "default/web-*")
 }
+
+test_nothing_is_defaulted_where_there_is_no_pod_template if {
+	c := fixtures.with_rule("requiredLabels", {"labels": [{"key": "team", "default": "web"}]})
+	d := {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"}, "spec": {}}
+	vs := required_labels.violation with input as fixtures.create(d) with data.podwall.config as c
+	codes(vs) == {["missing-label", "spec.template.metadata.labels[team]"]}
+	required_labels.patch == [] with input as fixtures.create(d) with data.podwall.config as c
+
+	# a template without metadata gets it
+	d2 := json.patch(d, [{"op": "add", "path": "/spec/template", "value": {"spec": {}}}])
+	count(required_labels.violation) == 0 with input as fixtures.create(d2) with data.podwall.config as c
+	required_labels.patch == [{"op": "add", "path": "/spec/template/metadata", "value": {"labels": {"team": "web"}}}] with input as fixtures.create(d2)
+		with data.podwall.config as c
+}
+
+test_nothing_is_defaulted_that_would_unselect_the_template if {
+	c := fixtures.with_rule("requiredLabels", {"labels": [{"key": "team", "default": "web"}]})
+	d := {
+		"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
+		"spec": {
+			"selector": {"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["web"]}]},
+			"template": {"metadata": {"labels": {"app.kubernetes.io/name": "web"}}},
+		},
+	}
+	vs := required_labels.violation with input as fixtures.create(d) with data.podwall.config as c
+	codes(vs) == {["missing-label", "spec.template.metadata.labels[team]"]}
+	required_labels.patch == [] with input as fixtures.create(d) with data.podwall.config as c
+}
