@@ -434,7 +434,7 @@ func TestDryRun(t *testing.T) {
 	if app.count() != 0 {
 		t.Error("DryRun applied")
 	}
-	if size := agent.SizeOf(rs); size.Pods != 3 || size.Isolated != 2 || size.Chains != 2 || size.Rules != 6 || size.Elements != 4 {
+	if size := agent.SizeOf(rs); size.Pods != 3 || size.Isolated != 2 || size.Chains != 4 || size.Rules != 10 || size.Elements != 6 { // as the rendered ruleset: per pod a chain and a tcp/80 chain
 		t.Errorf("size %+v", size)
 	}
 	a2, _ := agent.New(agent.Options{NodeName: "k8s-node2", Applier: app})

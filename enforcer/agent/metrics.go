@@ -131,86 +131,10 @@ func (m *metrics) register(r prometheus.Registerer) error {
 }
 
 // RulesetSize counts what a ruleset puts in the kernel.
-type RulesetSize struct {
-	// Pods are the local pods with an address; Isolated those with at
-	// least one isolated direction.
-	Pods, Isolated int
-	// Chains are the per-pod chains, Rules the rules in them.
-	Chains, Rules int
-	// Elements are the per-pod set elements and the verdict-map entries.
-	Elements int
-	// Conflicts are addresses claimed by several local pods with rules.
-	Conflicts int
-}
+type RulesetSize = enforcer.Size
 
-// SizeOf counts what rs puts in the kernel: per pod and isolated direction
-// one chain with, per address family of the pod, an any-port lookup and a
-// per-port lookup, and a final drop; one interval element per peer range
-// and (peer range, protocol, port range); one verdict-map entry per
-// dispatched address and isolated direction.
-func SizeOf(rs *enforcer.Ruleset) RulesetSize {
-	var s RulesetSize
-	if rs == nil {
-		return s
-	}
-	s.Pods = len(rs.Pods)
-	s.Conflicts = len(rs.Conflicts)
-	for i := range rs.Pods {
-		p := &rs.Pods[i]
-		if p.Ingress == nil && p.Egress == nil {
-			continue
-		}
-		s.Isolated++
-		v4, v6 := false, false
-		dispatched := 0
-		for _, a := range p.Addrs {
-			if a.Is4() {
-				v4 = true
-			} else {
-				v6 = true
-			}
-			if q, ok := rs.Pod(a); ok && q.Pod == p.Pod {
-				dispatched++
-			}
-		}
-		fams := 0
-		if v4 {
-			fams++
-		}
-		if v6 {
-			fams++
-		}
-		for _, r := range []*enforcer.Rules{p.Ingress, p.Egress} {
-			if r == nil {
-				continue
-			}
-			s.Chains++
-			s.Rules += 2*fams + 1
-			s.Elements += dispatched
-			s.Elements += countRanges(r, v4, v6)
-		}
-	}
-	return s
-}
-
-func countRanges(r *enforcer.Rules, v4, v6 bool) int {
-	n := 0
-	if v4 {
-		n += len(r.Any.IPv4().Ranges())
-	}
-	if v6 {
-		n += len(r.Any.IPv6().Ranges())
-	}
-	for _, p := range r.Ports {
-		if v4 {
-			n += len(p.Peers.IPv4().Ranges())
-		}
-		if v6 {
-			n += len(p.Peers.IPv6().Ranges())
-		}
-	}
-	return n
-}
+// SizeOf counts what rs puts in the kernel (enforcer.Ruleset.Size).
+func SizeOf(rs *enforcer.Ruleset) RulesetSize { return rs.Size() }
 
 func (m *metrics) observeRuleset(s RulesetSize) {
 	m.localPods.Set(float64(s.Pods))
