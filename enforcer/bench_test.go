@@ -1,121 +1,19 @@
 package enforcer_test
 
 import (
-	"fmt"
-	"math/rand/v2"
-	"net/netip"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"github.com/podwall/podwall/internal/benchcluster"
 
 	"github.com/podwall/podwall/enforcer"
 	"github.com/podwall/podwall/internal/netns"
 	"github.com/podwall/podwall/policylib"
 )
 
-// benchCluster is the synthetic cluster of policylib's benchmarks (copied
-// from policylib/bench_test.go): namespaces of pods with app/tier labels and
-// named ports, and per-app policies with pod, namespace and ipBlock peers
-// and numeric, named and ranged ports, a quarter of them with egress.
-type benchCluster struct {
-	namespaces, podsPerNS, policies int
-}
-
-func (c benchCluster) apps() int { return 20 }
-
-func (c benchCluster) snapshot() policylib.Snapshot {
-	var s policylib.Snapshot
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range c.namespaces {
-		s.Namespaces = append(s.Namespaces, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-			Name:   fmt.Sprintf("ns-%d", i),
-			Labels: map[string]string{"team": fmt.Sprintf("team-%d", i%10), "env": [...]string{"prod", "dev"}[i%2]},
-		}})
-		for j := range c.podsPerNS {
-			n := i*c.podsPerNS + j
-			s.Pods = append(s.Pods, benchPod(fmt.Sprintf("ns-%d", i), fmt.Sprintf("pod-%d", j),
-				map[string]string{"app": fmt.Sprintf("app-%d", j%c.apps()), "tier": [...]string{"web", "api", "db"}[j%3], "version": fmt.Sprint(j % 2)},
-				netip.AddrFrom4([4]byte{10, byte(n >> 16), byte(n >> 8), byte(n)})))
-		}
-	}
-	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
-	for k := range c.policies {
-		ns := k % c.namespaces
-		app := (k / c.namespaces) % c.apps()
-		end := int32(9100)
-		np := &networkingv1.NetworkPolicy{
-			ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("ns-%d", ns), Name: fmt.Sprintf("policy-%d", k)},
-			Spec: networkingv1.NetworkPolicySpec{
-				PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("app-%d", app)}},
-				Ingress: []networkingv1.NetworkPolicyIngressRule{
-					{
-						From: []networkingv1.NetworkPolicyPeer{
-							{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "web"}}},
-							{
-								NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": fmt.Sprintf("team-%d", rng.IntN(10))}},
-								PodSelector:       &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpIn, Values: []string{"api", "web"}}}},
-							},
-						},
-						Ports: []networkingv1.NetworkPolicyPort{
-							{Protocol: &tcp, Port: &intstr.IntOrString{Type: intstr.String, StrVal: "http"}},
-							{Protocol: &tcp, Port: &intstr.IntOrString{IntVal: 9000}, EndPort: &end},
-						},
-					},
-					{
-						From:  []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "192.168.0.0/16", Except: []string{"192.168.1.0/24"}}}},
-						Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &intstr.IntOrString{IntVal: 443}}},
-					},
-				},
-			},
-		}
-		if k%4 == 0 {
-			np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
-			np.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{
-				{Ports: []networkingv1.NetworkPolicyPort{{Protocol: &udp, Port: &intstr.IntOrString{IntVal: 53}}}},
-				{To: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}}}},
-			}
-		}
-		s.Policies = append(s.Policies, np)
-	}
-	return s
-}
-
-func benchPod(ns, name string, l map[string]string, a netip.Addr) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: l},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Ports: []corev1.ContainerPort{
-			{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
-			{Name: "metrics", ContainerPort: 9090, Protocol: corev1.ProtocolTCP},
-		}}}},
-		Status: corev1.PodStatus{PodIP: a.String()},
-	}
-}
-
-// local is a node's share of the pods: 110 (the kubelet's default maximum)
-// spread over the namespaces.
-func (c benchCluster) local() []types.NamespacedName {
-	total := c.namespaces * c.podsPerNS
-	var out []types.NamespacedName
-	for i := range 110 {
-		n := i * total / 110
-		out = append(out, types.NamespacedName{Namespace: fmt.Sprintf("ns-%d", n/c.podsPerNS), Name: fmt.Sprintf("pod-%d", n%c.podsPerNS)})
-	}
-	return out
-}
-
-// extraPod is a pod on another node that many peers select (tier web).
-func (c benchCluster) extraPod() *corev1.Pod {
-	return benchPod("ns-5", "extra", map[string]string{"app": "app-1", "tier": "web", "version": "0"}, netip.MustParseAddr("10.0.200.1"))
-}
-
-var benchNode = benchCluster{namespaces: 100, podsPerNS: 100, policies: 1000}
+var benchNode = benchcluster.Large
 
 func benchEngine(b *testing.B) *policylib.Engine {
-	e, err := policylib.Build(benchNode.snapshot())
+	e, err := policylib.Build(benchNode.Snapshot())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -126,7 +24,7 @@ func benchEngine(b *testing.B) *policylib.Engine {
 // of 10,000 pods and 1,000 policies.
 func BenchmarkCompileRender(b *testing.B) {
 	e := benchEngine(b)
-	local := benchNode.local()
+	local := benchNode.Local(110)
 	b.ReportAllocs()
 	var size int
 	for b.Loop() {
@@ -141,7 +39,7 @@ func BenchmarkCompileRender(b *testing.B) {
 
 func BenchmarkCompile(b *testing.B) {
 	e := benchEngine(b)
-	local := benchNode.local()
+	local := benchNode.Local(110)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := enforcer.Compile(e, local, enforcer.Options{}); err != nil {
@@ -156,7 +54,7 @@ func BenchmarkCompile(b *testing.B) {
 func BenchmarkApplyFull(b *testing.B) {
 	lab := netns.New(b)
 	e := benchEngine(b)
-	rs, err := enforcer.Compile(e, benchNode.local(), enforcer.Options{})
+	rs, err := enforcer.Compile(e, benchNode.Local(110), enforcer.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -177,14 +75,14 @@ func BenchmarkApplyFull(b *testing.B) {
 func BenchmarkUpdateOnePodElsewhere(b *testing.B) {
 	lab := netns.New(b)
 	e := benchEngine(b)
-	local := benchNode.local()
+	local := benchNode.Local(110)
 	rs, err := enforcer.Compile(e, local, enforcer.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	a := applierIn(b, lab.Node)
 	apply(b, a, rs)
-	extra := benchNode.extraPod()
+	extra := benchcluster.Extra()
 	var st enforcer.Stats
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
@@ -212,7 +110,7 @@ func BenchmarkUpdateOnePodElsewhere(b *testing.B) {
 // without sending it: the user-space share of BenchmarkApplyFull.
 func BenchmarkBuildFull(b *testing.B) {
 	e := benchEngine(b)
-	rs, err := enforcer.Compile(e, benchNode.local(), enforcer.Options{})
+	rs, err := enforcer.Compile(e, benchNode.Local(110), enforcer.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -230,12 +128,12 @@ func BenchmarkBuildFull(b *testing.B) {
 // BenchmarkUpdateOnePodElsewhere's Apply.
 func BenchmarkBuildUpdate(b *testing.B) {
 	e := benchEngine(b)
-	local := benchNode.local()
+	local := benchNode.Local(110)
 	before, err := enforcer.Compile(e, local, enforcer.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := e.SetPod(benchNode.extraPod()); err != nil {
+	if err := e.SetPod(benchcluster.Extra()); err != nil {
 		b.Fatal(err)
 	}
 	after, err := enforcer.Compile(e, local, enforcer.Options{})

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/podwall/podwall/internal/benchcluster"
+
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -283,13 +285,13 @@ func TestLargeBatch(t *testing.T) {
 	}
 	needNft(t)
 	lab := netns.New(t)
-	c := benchCluster{namespaces: 100, podsPerNS: 100, policies: 1000}
-	snap := c.snapshot()
+	c := benchcluster.Large
+	snap := c.Snapshot()
 	e, err := policylib.Build(snap)
 	if err != nil {
 		t.Fatal(err)
 	}
-	local := c.local()
+	local := c.Local(110)
 	rs, err := enforcer.Compile(e, local, enforcer.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -309,7 +311,7 @@ func TestLargeBatch(t *testing.T) {
 		t.Errorf("kernel holds %d set elements, the ruleset has %d", got, want)
 	}
 	// One pod added elsewhere in the cluster.
-	if err := e.SetPod(c.extraPod()); err != nil {
+	if err := e.SetPod(benchcluster.Extra()); err != nil {
 		t.Fatal(err)
 	}
 	rs2, err := enforcer.Compile(e, local, enforcer.Options{})

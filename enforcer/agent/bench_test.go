@@ -2,9 +2,6 @@ package agent_test
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,10 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podwall/podwall/internal/benchcluster"
+	"k8s.io/apimachinery/pkg/types"
+
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/podwall/podwall/enforcer"
@@ -30,102 +28,29 @@ import (
 // (root; skipped otherwise), so the figures include the nftables batch and
 // the conntrack cleanup.
 
-// benchCluster is enforcer's benchmark cluster (enforcer/bench_test.go,
-// itself policylib's), with spec.nodeName: 110 pods spread over the
-// namespaces run on benchNode, the others elsewhere.
-type benchCluster struct {
-	namespaces, podsPerNS, policies int
-}
-
 const benchNode = "local"
 
-var large = benchCluster{namespaces: 100, podsPerNS: 100, policies: 1000}
-
-func (c benchCluster) apps() int { return 20 }
-
-func (c benchCluster) snapshot() policylib.Snapshot {
-	var s policylib.Snapshot
-	rng := rand.New(rand.NewPCG(1, 2))
-	total := c.namespaces * c.podsPerNS
-	local := map[int]bool{}
-	for i := range 110 {
-		local[i*total/110] = true
+// largeSnapshot is the benchmarks' shared large cluster with spec.nodeName:
+// its 110 local pods run on benchNode, the others elsewhere.
+func largeSnapshot() policylib.Snapshot {
+	c := benchcluster.Large
+	s := c.Snapshot()
+	local := map[types.NamespacedName]bool{}
+	for _, k := range c.Local(110) {
+		local[k] = true
 	}
-	for i := range c.namespaces {
-		s.Namespaces = append(s.Namespaces, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-			Name:   fmt.Sprintf("ns-%d", i),
-			Labels: map[string]string{"team": fmt.Sprintf("team-%d", i%10), "env": [...]string{"prod", "dev"}[i%2]},
-		}})
-		for j := range c.podsPerNS {
-			n := i*c.podsPerNS + j
-			p := benchPod(fmt.Sprintf("ns-%d", i), fmt.Sprintf("pod-%d", j),
-				map[string]string{"app": fmt.Sprintf("app-%d", j%c.apps()), "tier": [...]string{"web", "api", "db"}[j%3], "version": fmt.Sprint(j % 2)},
-				netip.AddrFrom4([4]byte{10, byte(n >> 16), byte(n >> 8), byte(n)}))
-			p.Spec.NodeName = "elsewhere"
-			if local[n] {
-				p.Spec.NodeName = benchNode
-			}
-			s.Pods = append(s.Pods, p)
+	for _, p := range s.Pods {
+		p.Spec.NodeName = "elsewhere"
+		if local[types.NamespacedName{Namespace: p.Namespace, Name: p.Name}] {
+			p.Spec.NodeName = benchNode
 		}
-	}
-	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
-	for k := range c.policies {
-		ns := k % c.namespaces
-		app := (k / c.namespaces) % c.apps()
-		end := int32(9100)
-		np := &networkingv1.NetworkPolicy{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("ns-%d", ns), Name: fmt.Sprintf("policy-%d", k)},
-			Spec: networkingv1.NetworkPolicySpec{
-				PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("app-%d", app)}},
-				Ingress: []networkingv1.NetworkPolicyIngressRule{
-					{
-						From: []networkingv1.NetworkPolicyPeer{
-							{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "web"}}},
-							{
-								NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": fmt.Sprintf("team-%d", rng.IntN(10))}},
-								PodSelector:       &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpIn, Values: []string{"api", "web"}}}},
-							},
-						},
-						Ports: []networkingv1.NetworkPolicyPort{
-							{Protocol: &tcp, Port: &intstr.IntOrString{Type: intstr.String, StrVal: "http"}},
-							{Protocol: &tcp, Port: &intstr.IntOrString{IntVal: 9000}, EndPort: &end},
-						},
-					},
-					{
-						From:  []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "192.168.0.0/16", Except: []string{"192.168.1.0/24"}}}},
-						Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &intstr.IntOrString{IntVal: 443}}},
-					},
-				},
-			},
-		}
-		if k%4 == 0 {
-			np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
-			np.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{
-				{Ports: []networkingv1.NetworkPolicyPort{{Protocol: &udp, Port: &intstr.IntOrString{IntVal: 53}}}},
-				{To: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}}}},
-			}
-		}
-		s.Policies = append(s.Policies, np)
 	}
 	return s
 }
 
-func benchPod(ns, name string, l map[string]string, a netip.Addr) *corev1.Pod {
-	return &corev1.Pod{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: l},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Ports: []corev1.ContainerPort{
-			{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
-			{Name: "metrics", ContainerPort: 9090, Protocol: corev1.ProtocolTCP},
-		}}}},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: a.String()},
-	}
-}
-
 // extraPod is a pod on another node that many peers select (tier web).
 func extraPod() *corev1.Pod {
-	p := benchPod("ns-5", "extra", map[string]string{"app": "app-1", "tier": "web", "version": "0"}, netip.MustParseAddr("10.0.200.1"))
+	p := benchcluster.Extra()
 	p.Spec.NodeName = "elsewhere"
 	return p
 }
@@ -263,7 +188,7 @@ func median(ds []time.Duration) time.Duration {
 // the table whole), as a periodic resync or a restart does it.
 func BenchmarkAgentFullSync(b *testing.B) {
 	rep := make(syncs, 100)
-	src := &funcSource{first: feedSnapshot(large.snapshot()), fn: make(chan func(agent.Sink))}
+	src := &funcSource{first: feedSnapshot(largeSnapshot()), fn: make(chan func(agent.Sink))}
 	a := benchAgent(b, rep, src)
 	var rs []agent.SyncReport
 	var total []time.Duration
@@ -287,7 +212,7 @@ func BenchmarkAgentFullSync(b *testing.B) {
 // to the kernel holding the change.
 func BenchmarkAgentPodElsewhere(b *testing.B) {
 	rep := make(syncs, 100)
-	src := &funcSource{first: feedSnapshot(large.snapshot()), fn: make(chan func(agent.Sink))}
+	src := &funcSource{first: feedSnapshot(largeSnapshot()), fn: make(chan func(agent.Sink))}
 	benchAgent(b, rep, src)
 	extra := extraPod()
 	var rs []agent.SyncReport
@@ -322,7 +247,7 @@ func BenchmarkAgentPodElsewhere(b *testing.B) {
 // follow.
 func BenchmarkManifestPodElsewhere(b *testing.B) {
 	dir := b.TempDir()
-	writeBenchManifests(b, dir, large.snapshot())
+	writeBenchManifests(b, dir, largeSnapshot())
 	rep := make(syncs, 100)
 	lds := newLoads()
 	src := &agent.ManifestSource{Paths: []string{dir}, Settle: 5 * time.Millisecond, OnLoad: lds.record}
