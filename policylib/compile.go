@@ -35,6 +35,7 @@ type policy struct {
 	isolates [2]bool
 	rules    [2][]rule
 	selects  *podSet // the pods podSel selects; set while the policy is in an engine
+	serial   uint64  // unique in its engine, for selection keys; set by addPolicy
 }
 
 // rule is one ingress or egress rule. Empty peers means every peer; empty
@@ -42,6 +43,9 @@ type policy struct {
 type rule struct {
 	peers []*peer
 	ports []portRule
+	// shared is the engine's interned copy of ports; set while the policy
+	// is in an engine.
+	shared *[]portRule
 }
 
 // peer is one NetworkPolicyPeer. A pod peer shares the engine's up-to-date
@@ -52,8 +56,9 @@ type peer struct {
 	index  int
 	dir    Direction
 
-	ipBlock bool
-	addrs   addrset.Set
+	ipBlock     bool
+	addrs       addrset.Set
+	sharedAddrs *addrset.Set // the engine's interned copy of addrs, while in an engine
 
 	nsSel  *Selector // nil: the policy's own namespace
 	podSel *Selector // nil: every pod of the selected namespaces
@@ -171,29 +176,7 @@ func (r *rule) matchPeer(other endpoint, ipBlockMatchesPods bool) int {
 	return noMatch
 }
 
-// matchPort returns the index of the first port entry that allows the flow,
-// AnyPort when the rule lists no ports, or noMatch. Named ports resolve on
-// dst, the destination pod of the flow (nil when it is not a pod, so a named
-// port never matches it).
+// matchPort is matchPorts on the rule's ports.
 func (r *rule) matchPort(dst *pod, proto Protocol, port int32) int {
-	if len(r.ports) == 0 {
-		return AnyPort
-	}
-	if !proto.HasPorts() {
-		return noMatch
-	}
-	for i := range r.ports {
-		pr := &r.ports[i]
-		if pr.proto != proto {
-			continue
-		}
-		if pr.name == "" {
-			if pr.lo <= port && port <= pr.hi {
-				return i
-			}
-		} else if dst != nil && dst.hasNamedPort(pr.name, proto, port) {
-			return i
-		}
-	}
-	return noMatch
+	return matchPorts(r.ports, dst, proto, port)
 }

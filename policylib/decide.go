@@ -165,13 +165,16 @@ func (e *Engine) Decide(f Flow) (Decision, error) {
 	if err := f.check(); err != nil {
 		return Decision{}, err
 	}
+	// No defer: this is the hot path, and nothing below can panic.
 	e.mu.RLock()
-	defer e.mu.RUnlock()
 	src, dst, err := e.resolveFlow(f)
 	if err != nil {
+		e.mu.RUnlock()
 		return Decision{}, err
 	}
-	return e.decide(src, dst, f.Protocol, f.Port), nil
+	d := e.decide(src, dst, f.Protocol, f.Port)
+	e.mu.RUnlock()
+	return d, nil
 }
 
 func (e *Engine) decide(src, dst endpoint, proto Protocol, port int32) Decision {
@@ -189,19 +192,20 @@ func (e *Engine) decide(src, dst endpoint, proto Protocol, port int32) Decision 
 // verdict judges one direction on pod self against the other end; named
 // ports resolve on dst, the flow's destination pod.
 func (e *Engine) verdict(dir Direction, self *pod, other endpoint, dst *pod, proto Protocol, port int32) Verdict {
-	if len(self.policies[dir]) == 0 {
+	sel := self.sel[dir]
+	if sel == nil {
 		return Verdict{Outcome: NotIsolated}
 	}
-	checks := self.checks[dir]
+	checks := sel.checks
 	for i := 0; i < len(checks); i++ {
 		c := &checks[i]
 		if !c.matches(other, e.opts.ipBlockMatchesPods) {
 			continue
 		}
-		qi := c.r.matchPort(dst, proto, port)
+		qi := matchPorts(*c.ports, dst, proto, port)
 		if qi == noMatch {
 			// Ports belong to the rule: its other peers cannot do better.
-			for i+1 < len(checks) && checks[i+1].r == c.r {
+			for i+1 < len(checks) && checks[i+1].sameRule(c) {
 				i++
 			}
 			continue
@@ -248,6 +252,9 @@ func matchFamilies(src, dst endpoint) (endpoint, endpoint) {
 }
 
 func (p *pod) addrOfFamily(like, fallback netip.Addr) netip.Addr {
+	if p.addr.IsValid() && p.addr.Is4() == like.Is4() {
+		return p.addr // the common, single-stack case: no need to load ips
+	}
 	for _, ip := range p.ips {
 		if ip.Is4() == like.Is4() {
 			return ip
@@ -259,10 +266,8 @@ func (p *pod) addrOfFamily(like, fallback netip.Addr) netip.Addr {
 func (e *Engine) resolve(ep Endpoint) (endpoint, error) {
 	switch ep.Kind {
 	case EndpointPod:
-		if n, ok := e.namespaces[ep.Namespace]; ok {
-			if p, ok := n.byName[ep.Name]; ok {
-				return p.endpoint(), nil
-			}
+		if p := e.lookupPod(ep.Namespace, ep.Name); p != nil {
+			return p.endpoint(), nil
 		}
 		return endpoint{}, fmt.Errorf("pod %s/%s: %w", ep.Namespace, ep.Name, ErrUnknownEndpoint)
 	case EndpointNode:
@@ -285,12 +290,8 @@ func (e *Engine) resolve(ep Endpoint) (endpoint, error) {
 }
 
 func (p *pod) endpoint() endpoint {
-	var a netip.Addr
-	if len(p.ips) > 0 {
-		a = p.ips[0]
-	}
 	if p.hostNetwork {
-		return endpoint{addr: a}
+		return endpoint{addr: p.addr}
 	}
-	return endpoint{pod: p, addr: a}
+	return endpoint{pod: p, addr: p.addr}
 }

@@ -3,6 +3,7 @@ package policylib
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"maps"
 	"net/netip"
 	"slices"
@@ -37,6 +38,8 @@ type Engine struct {
 	pods       []*pod // indexed by slot; nil for a free slot
 	freeSlots  []int32
 	podByKey   map[types.NamespacedName]*pod
+	podByHash  map[uint64]*pod // see lookupPod
+	seed       maphash.Seed
 	podByIP    map[netip.Addr]*pod
 	nodes      map[string]*node
 	nodeByIP   map[netip.Addr]*node
@@ -45,6 +48,11 @@ type Engine struct {
 
 	podSets    map[podSetKey]*podSet
 	remoteSets map[*podSet]struct{} // the pod sets scoped by a namespaceSelector
+
+	selections map[string]*selection // by selectionKey
+	portLists  interner[[]portRule]  // by portsKey
+	addrSets   interner[addrset.Set] // by the set's String
+	lastSerial uint64                // the last policy serial handed out
 }
 
 type namespace struct {
@@ -52,8 +60,7 @@ type namespace struct {
 	labels   map[string]string
 	declared bool // false when only implied by a pod or policy in it
 	pods     map[*pod]struct{}
-	byName   map[string]*pod // the pods by name: small, so lookups stay in cache
-	policies []*policy       // sorted by name
+	policies []*policy // sorted by name
 	// localSets are the pod sets scoped to this namespace; remoteSets are
 	// those scoped by a namespaceSelector that matches it. Together they are
 	// every set a pod here can belong to.
@@ -100,63 +107,27 @@ func (s *podSet) matchesPod(p *pod) bool {
 	return !p.hostNetwork && (s.podSel == nil || s.podSel.Matches(p.labels))
 }
 
+// pod is one pod. The fields a decision reads come first, so they share
+// a cache line.
 type pod struct {
 	id          int32
+	hostNetwork bool
+	sel         [2]*selection // the policies selecting it per direction; nil: not isolated
+	addr        netip.Addr    // ips[0], kept here so a decision need not load ips
 	key         types.NamespacedName
+	ips         []netip.Addr
+	ports       []namedPort
 	ns          *namespace
 	labels      map[string]string
-	ips         []netip.Addr
 	node        string
-	hostNetwork bool
-	ports       []namedPort
-	policies    [2][]*policy   // selecting it per direction, sorted by name
-	checks      [2][]peerCheck // the peers of those policies' rules, flat
 }
 
-// peerCheck is one peer of one rule of a policy selecting a pod, laid out
-// flat per pod so a decision walks one slice instead of chasing policies,
-// rules, peers and sets.
-type peerCheck struct {
-	bits  *bitset      // a pod peer: its pod set's members
-	addrs *addrset.Set // an ipBlock peer; with bits nil too: any peer
-	r     *rule
-	pol   *policy
-	rule  int32
-	peer  int32
-}
-
-func (c *peerCheck) matches(other endpoint, ipBlockMatchesPods bool) bool {
-	switch {
-	case c.bits != nil:
-		return other.pod != nil && c.bits.has(other.pod.id)
-	case c.addrs != nil:
-		return other.addr.IsValid() && (other.pod == nil || ipBlockMatchesPods) && c.addrs.Contains(other.addr)
+// policiesIn returns the policies selecting the pod for d, sorted by name.
+func (p *pod) policiesIn(d Direction) []*policy {
+	if s := p.sel[d]; s != nil {
+		return s.policies
 	}
-	return true
-}
-
-// rebuildChecks lays out the peer checks of direction d after the policies
-// selecting p changed.
-func (p *pod) rebuildChecks(d Direction) {
-	checks := p.checks[d][:0]
-	for _, pol := range p.policies[d] {
-		for ri := range pol.rules[d] {
-			r := &pol.rules[d][ri]
-			if len(r.peers) == 0 {
-				checks = append(checks, peerCheck{r: r, pol: pol, rule: int32(ri), peer: AnyPeer})
-			}
-			for pi, pe := range r.peers {
-				c := peerCheck{r: r, pol: pol, rule: int32(ri), peer: int32(pi)}
-				if pe.ipBlock {
-					c.addrs = &pe.addrs
-				} else {
-					c.bits = &pe.set.pods
-				}
-				checks = append(checks, c)
-			}
-		}
-	}
-	p.checks[d] = checks
+	return nil
 }
 
 type namedPort struct {
@@ -190,6 +161,8 @@ func NewEngine(opts ...Option) *Engine {
 		opts:       options{ipBlockMatchesPods: true},
 		namespaces: map[string]*namespace{},
 		podByKey:   map[types.NamespacedName]*pod{},
+		podByHash:  map[uint64]*pod{},
+		seed:       maphash.MakeSeed(),
 		podByIP:    map[netip.Addr]*pod{},
 		nodes:      map[string]*node{},
 		nodeByIP:   map[netip.Addr]*node{},
@@ -197,6 +170,7 @@ func NewEngine(opts ...Option) *Engine {
 		policies:   map[types.NamespacedName]*policy{},
 		podSets:    map[podSetKey]*podSet{},
 		remoteSets: map[*podSet]struct{}{},
+		selections: map[string]*selection{},
 	}
 	for _, o := range opts {
 		o(&e.opts)
@@ -283,7 +257,7 @@ func (e *Engine) namespace(name string) *namespace {
 	if n, ok := e.namespaces[name]; ok {
 		return n
 	}
-	n := &namespace{name: name, labels: namespaceLabels(name, nil), pods: map[*pod]struct{}{}, byName: map[string]*pod{}}
+	n := &namespace{name: name, labels: namespaceLabels(name, nil), pods: map[*pod]struct{}{}}
 	e.namespaces[name] = n
 	for s := range e.remoteSets {
 		if s.nsSel.Matches(n.labels) {
@@ -421,7 +395,7 @@ func (e *Engine) SetPod(p *corev1.Pod) error {
 					}
 				}
 			}
-			old.ips, old.node, old.ports = np.ips, np.node, np.ports
+			old.ips, old.addr, old.node, old.ports = np.ips, np.addr, np.node, np.ports
 			e.indexIPs(old)
 			return nil
 		}
@@ -471,6 +445,9 @@ func newPod(p *corev1.Pod) (*pod, error) {
 		if err := addIP(a.IP, fmt.Sprintf("status.podIPs[%d].ip", i)); err != nil {
 			return nil, err
 		}
+	}
+	if len(np.ips) > 0 {
+		np.addr = np.ips[0]
 	}
 	addPorts := func(cs []corev1.Container) {
 		for _, c := range cs {
@@ -530,8 +507,10 @@ func (e *Engine) addPod(p *pod) {
 	}
 	p.ns = e.namespace(p.key.Namespace)
 	p.ns.pods[p] = struct{}{}
-	p.ns.byName[p.key.Name] = p
 	e.podByKey[p.key] = p
+	if h := e.podHash(p.key.Namespace, p.key.Name); e.podByHash[h] == nil {
+		e.podByHash[h] = p
+	}
 	e.indexIPs(p)
 	if p.hostNetwork {
 		// A host-network pod shares its node's address: policies neither
@@ -548,17 +527,19 @@ func (e *Engine) addPod(p *pod) {
 			set.add(p.id)
 		}
 	}
-	for _, pol := range p.ns.policies { // sorted, so appends keep p.policies sorted
+	var pols [2][]*policy
+	for _, pol := range p.ns.policies { // sorted, so appends keep pols sorted
 		if pol.selects.pods.has(p.id) {
-			for d := range p.policies {
+			for d := range pols {
 				if pol.isolates[d] {
-					p.policies[d] = append(p.policies[d], pol)
+					pols[d] = append(pols[d], pol)
 				}
 			}
 		}
 	}
-	p.rebuildChecks(Ingress)
-	p.rebuildChecks(Egress)
+	for d := range pols {
+		p.sel[d] = e.acquireSelection(Direction(d), pols[d])
+	}
 }
 
 func (e *Engine) removePod(p *pod) {
@@ -568,12 +549,35 @@ func (e *Engine) removePod(p *pod) {
 	for _, set := range p.ns.remoteSets {
 		set.remove(p.id)
 	}
+	for d := range p.sel {
+		e.releaseSelection(p.sel[d])
+		p.sel[d] = nil
+	}
 	e.unindexIPs(p)
 	delete(p.ns.pods, p)
-	delete(p.ns.byName, p.key.Name)
 	delete(e.podByKey, p.key)
+	if h := e.podHash(p.key.Namespace, p.key.Name); e.podByHash[h] == p {
+		delete(e.podByHash, h)
+	}
 	e.pods[p.id] = nil
 	e.freeSlots = append(e.freeSlots, p.id)
+}
+
+// podHash is the key of a pod in podByHash.
+func (e *Engine) podHash(namespace, name string) uint64 {
+	return maphash.String(e.seed, namespace)*0x9e3779b97f4a7c15 ^ maphash.String(e.seed, name)
+}
+
+// lookupPod finds a pod by name. Every decision by name starts here, so it
+// is one lookup in a map keyed by a hash of both names (integer keys, no
+// string hashing or comparing inside the map) plus a check of the names on
+// the pod found. A pod whose hash another pod already holds is found
+// through podByKey, as is every unknown pod.
+func (e *Engine) lookupPod(namespace, name string) *pod {
+	if p := e.podByHash[e.podHash(namespace, name)]; p != nil && p.key.Name == name && p.key.Namespace == namespace {
+		return p
+	}
+	return e.podByKey[types.NamespacedName{Namespace: namespace, Name: name}]
 }
 
 func (e *Engine) indexIPs(p *pod) {
@@ -625,6 +629,8 @@ func (p *policy) nsState(e *Engine) *namespace { return e.namespaces[p.key.Names
 func byPolicyName(a, b *policy) int { return strings.Compare(a.key.Name, b.key.Name) }
 
 func (e *Engine) addPolicy(pol *policy) {
+	e.lastSerial++
+	pol.serial = e.lastSerial
 	e.policies[pol.key] = pol
 	n := e.namespace(pol.key.Namespace)
 	i, _ := slices.BinarySearchFunc(n.policies, pol, byPolicyName)
@@ -637,14 +643,29 @@ func (e *Engine) addPolicy(pol *policy) {
 			pe.set = e.acquireSet(nil, pe.nsSel, pe.podSel)
 		}
 	})
+	pol.forEachRule(func(r *rule) {
+		r.shared = e.portLists.acquire(portsKey(r.ports), r.ports)
+		for _, pe := range r.peers {
+			if pe.ipBlock {
+				pe.sharedAddrs = e.addrSets.acquire(pe.addrs.String(), pe.addrs)
+			}
+		}
+	})
 	pol.selects = e.acquireSet(n, nil, &pol.podSel)
+	e.moveSelected(pol, true)
+}
+
+// moveSelected moves every pod pol selects to the selection with pol added
+// (or removed).
+func (e *Engine) moveSelected(pol *policy, add bool) {
+	// Per direction: a pod no policy selected (nil) moves to a different
+	// selection in each.
+	moved := [2]map[*selection]*selection{{}, {}}
 	pol.selects.pods.forEach(func(id int32) {
 		p := e.pods[id]
-		for d := range p.policies {
+		for d := range p.sel {
 			if pol.isolates[d] {
-				j, _ := slices.BinarySearchFunc(p.policies[d], pol, byPolicyName)
-				p.policies[d] = slices.Insert(p.policies[d], j, pol)
-				p.rebuildChecks(Direction(d))
+				p.sel[d] = e.reselect(p.sel[d], Direction(d), pol, add, moved[d])
 			}
 		}
 	})
@@ -654,17 +675,17 @@ func (e *Engine) removePolicy(pol *policy) {
 	delete(e.policies, pol.key)
 	n := e.namespaces[pol.key.Namespace]
 	n.policies = slices.DeleteFunc(n.policies, func(x *policy) bool { return x == pol })
-	pol.selects.pods.forEach(func(id int32) {
-		p := e.pods[id]
-		for d := range p.policies {
-			if pol.isolates[d] {
-				p.policies[d] = slices.DeleteFunc(p.policies[d], func(x *policy) bool { return x == pol })
-				p.rebuildChecks(Direction(d))
+	e.moveSelected(pol, false)
+	e.releaseSet(pol.selects)
+	pol.forEachPodPeer(func(pe *peer) { e.releaseSet(pe.set) })
+	pol.forEachRule(func(r *rule) {
+		e.portLists.release(portsKey(r.ports))
+		for _, pe := range r.peers {
+			if pe.ipBlock {
+				e.addrSets.release(pe.addrs.String())
 			}
 		}
 	})
-	e.releaseSet(pol.selects)
-	pol.forEachPodPeer(func(pe *peer) { e.releaseSet(pe.set) })
 }
 
 // acquireSet returns the shared pod set of a scope (local, or nsSel when
@@ -724,6 +745,14 @@ func (e *Engine) releaseSet(s *podSet) {
 	for _, n := range e.namespaces {
 		if s.nsSel.Matches(n.labels) {
 			n.remoteSets = slices.DeleteFunc(n.remoteSets, drop)
+		}
+	}
+}
+
+func (p *policy) forEachRule(fn func(*rule)) {
+	for d := range p.rules {
+		for i := range p.rules[d] {
+			fn(&p.rules[d][i])
 		}
 	}
 }

@@ -64,10 +64,10 @@ func (e *Engine) Explain(f Flow) (Explanation, error) {
 		Decision: e.decide(src, dst, f.Protocol, f.Port),
 	}
 	if src.pod != nil {
-		x.EgressPolicies = policyKeys(src.pod.policies[Egress])
+		x.EgressPolicies = policyKeys(src.pod.policiesIn(Egress))
 	}
 	if dst.pod != nil {
-		x.IngressPolicies = policyKeys(dst.pod.policies[Ingress])
+		x.IngressPolicies = policyKeys(dst.pod.policiesIn(Ingress))
 	}
 	if v := x.Decision.Egress; v.Outcome == AllowedByRule {
 		x.EgressRule = e.describeRuleRef(v.Rule)

@@ -74,7 +74,7 @@ func (e *Engine) PodRules(namespace, name string) (PodRules, error) {
 }
 
 func (e *Engine) directionRules(self *pod, dir Direction) DirectionRules {
-	pols := self.policies[dir]
+	pols := self.policiesIn(dir)
 	if len(pols) == 0 {
 		return DirectionRules{}
 	}
