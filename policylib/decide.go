@@ -273,7 +273,7 @@ func (e *Engine) resolve(ep Endpoint) (endpoint, error) {
 	case EndpointNode:
 		n, ok := e.nodes[ep.Name]
 		if !ok || len(n.addrs) == 0 {
-			return endpoint{}, fmt.Errorf("node %s: %w", ep.Name, ErrUnknownEndpoint)
+			return endpoint{}, nodeEndpointError(ep.Name, ok)
 		}
 		return endpoint{addr: n.addrs[0]}, nil
 	case EndpointAddr:

@@ -35,3 +35,7 @@ func (e *PolicyError) Unwrap() []error {
 // ErrUnknownEndpoint is returned (wrapped, naming the endpoint) when a flow
 // names a pod, node or Service the engine does not know.
 var ErrUnknownEndpoint = errors.New("unknown endpoint")
+
+// ErrNodeWithoutAddress is returned, with [ErrUnknownEndpoint], for a node
+// the engine holds but that has no InternalIP or ExternalIP to be a flow end.
+var ErrNodeWithoutAddress = errors.New("no InternalIP or ExternalIP address in status.addresses")

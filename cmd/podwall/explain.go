@@ -79,11 +79,11 @@ including the source NAT that makes the pods see the node.`,
 			if !flowMode {
 				return describePolicies(e, c, output)
 			}
-			froms, err := c.targets("--from", flows.from, false)
+			froms, err := c.targets(eng, "--from", flows.from, false)
 			if err != nil {
 				return err
 			}
-			tos, err := c.targets("--to", flows.to, port == 0)
+			tos, err := c.targets(eng, "--to", flows.to, port == 0)
 			if err != nil {
 				return err
 			}

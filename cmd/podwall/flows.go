@@ -123,13 +123,13 @@ type target struct {
 
 // targets resolves --from or --to values; none means every pod. Targets
 // are sorted by label and without duplicates.
-func (c *cluster) targets(flag string, values []string, allowSvc bool) ([]target, error) {
+func (c *cluster) targets(eng *policylib.Engine, flag string, values []string, allowSvc bool) ([]target, error) {
 	if len(values) == 0 {
 		values = []string{"pods"}
 	}
 	var out []target
 	for _, v := range values {
-		ts, err := c.target(flag, v, allowSvc)
+		ts, err := c.target(eng, flag, v, allowSvc)
 		if err != nil {
 			return nil, err
 		}
@@ -139,20 +139,20 @@ func (c *cluster) targets(flag string, values []string, allowSvc bool) ([]target
 	return slices.CompactFunc(out, func(a, b target) bool { return a.label == b.label }), nil
 }
 
-func (c *cluster) target(flag, v string, allowSvc bool) ([]target, error) {
+// The engine says which pods and nodes are flow ends: it knows which pods
+// have finished and which nodes have an address.
+func (c *cluster) target(eng *policylib.Engine, flag, v string, allowSvc bool) ([]target, error) {
 	switch {
 	case v == "pods":
 		var out []target
-		for _, p := range c.livePods() {
-			out = append(out, target{label: podKey(p), ep: policylib.PodEndpoint(podNamespace(p), p.Name)})
+		for _, k := range eng.Pods() {
+			out = append(out, target{label: k.String(), ep: policylib.PodEndpoint(k.Namespace, k.Name)})
 		}
 		return out, nil
 	case v == "nodes":
 		var out []target
-		for _, n := range c.snap.Nodes {
-			if nodeHasAddress(n) { // a node without an address is no flow end
-				out = append(out, target{label: "node/" + n.Name, ep: policylib.NodeEndpoint(n.Name)})
-			}
+		for _, name := range eng.Nodes() {
+			out = append(out, target{label: "node/" + name, ep: policylib.NodeEndpoint(name)})
 		}
 		return out, nil
 	case strings.HasPrefix(v, "svc/"):
@@ -176,46 +176,18 @@ func (c *cluster) target(flag, v string, allowSvc bool) ([]target, error) {
 		}
 		return nil, flagError(flag, fmt.Errorf("%q: want %s", v, want))
 	}
-	switch ep.Kind {
-	case policylib.EndpointPod:
-		if !slices.ContainsFunc(c.livePods(), func(p *corev1.Pod) bool { return podNamespace(p) == ep.Namespace && p.Name == ep.Name }) {
-			return nil, flagError(flag+" "+v, errors.New("unknown pod: not in the input (or finished)"))
-		}
-	case policylib.EndpointNode:
-		i := slices.IndexFunc(c.snap.Nodes, func(n *corev1.Node) bool { return n.Name == ep.Name })
+	if err := eng.CheckEndpoint(ep); err != nil {
 		switch {
-		case i < 0:
-			return nil, flagError(flag+" "+v, errors.New("unknown node: not in the input"))
-		case !nodeHasAddress(c.snap.Nodes[i]):
-			return nil, flagError(flag+" "+v, errors.New("node has no InternalIP or ExternalIP address in status.addresses"))
+		case ep.Kind == policylib.EndpointPod:
+			err = errors.New("unknown pod: not in the input (or finished)")
+		case errors.Is(err, policylib.ErrNodeWithoutAddress):
+			err = errors.New("node has " + policylib.ErrNodeWithoutAddress.Error())
+		case ep.Kind == policylib.EndpointNode:
+			err = errors.New("unknown node: not in the input")
 		}
+		return nil, flagError(flag+" "+v, err)
 	}
 	return []target{{label: ep.String(), ep: ep}}, nil
-}
-
-// livePods are the pods the engine knows: finished pods take no traffic.
-func (c *cluster) livePods() []*corev1.Pod {
-	var out []*corev1.Pod
-	for _, p := range c.snap.Pods {
-		if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			out = append(out, p)
-		}
-	}
-	slices.SortFunc(out, func(a, b *corev1.Pod) int { return strings.Compare(podKey(a), podKey(b)) })
-	return out
-}
-
-func podNamespace(p *corev1.Pod) string {
-	if p.Namespace == "" {
-		return "default"
-	}
-	return p.Namespace
-}
-
-func nodeHasAddress(n *corev1.Node) bool {
-	return slices.ContainsFunc(n.Status.Addresses, func(a corev1.NodeAddress) bool {
-		return a.Type == corev1.NodeInternalIP || a.Type == corev1.NodeExternalIP
-	})
 }
 
 // flowItem is one flow to judge, as the user named it and as the engine

@@ -53,11 +53,11 @@ and to; a Service destination gives one result per backend pod, with "pod",
 			if err != nil {
 				return err
 			}
-			froms, err := c.targets("--from", flows.from, false)
+			froms, err := c.targets(eng, "--from", flows.from, false)
 			if err != nil {
 				return err
 			}
-			tos, err := c.targets("--to", flows.to, true)
+			tos, err := c.targets(eng, "--to", flows.to, true)
 			if err != nil {
 				return err
 			}
