@@ -39,7 +39,7 @@ type Engine struct {
 	freeSlots  []int32
 	podByKey   map[types.NamespacedName]*pod
 	podByHash  map[uint64]*pod // see lookupPod
-	seed       maphash.Seed
+	seeds      [2]maphash.Seed // of podByHash's key and of pod.nameCheck
 	podByIP    map[netip.Addr]*pod
 	nodes      map[string]*node
 	nodeByIP   map[netip.Addr]*node
@@ -112,6 +112,7 @@ func (s *podSet) matchesPod(p *pod) bool {
 type pod struct {
 	id          int32
 	hostNetwork bool
+	nameCheck   uint64        // a second hash of its names, see lookupPod
 	sel         [2]*selection // the policies selecting it per direction; nil: not isolated
 	addr        netip.Addr    // ips[0], kept here so a decision need not load ips
 	key         types.NamespacedName
@@ -162,7 +163,7 @@ func NewEngine(opts ...Option) *Engine {
 		namespaces: map[string]*namespace{},
 		podByKey:   map[types.NamespacedName]*pod{},
 		podByHash:  map[uint64]*pod{},
-		seed:       maphash.MakeSeed(),
+		seeds:      [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		podByIP:    map[netip.Addr]*pod{},
 		nodes:      map[string]*node{},
 		nodeByIP:   map[netip.Addr]*node{},
@@ -508,7 +509,9 @@ func (e *Engine) addPod(p *pod) {
 	p.ns = e.namespace(p.key.Namespace)
 	p.ns.pods[p] = struct{}{}
 	e.podByKey[p.key] = p
-	if h := e.podHash(p.key.Namespace, p.key.Name); e.podByHash[h] == nil {
+	h := e.podHash(0, p.key.Namespace, p.key.Name)
+	p.nameCheck = e.podHash(1, p.key.Namespace, p.key.Name)
+	if e.podByHash[h] == nil {
 		e.podByHash[h] = p
 	}
 	e.indexIPs(p)
@@ -556,25 +559,30 @@ func (e *Engine) removePod(p *pod) {
 	e.unindexIPs(p)
 	delete(p.ns.pods, p)
 	delete(e.podByKey, p.key)
-	if h := e.podHash(p.key.Namespace, p.key.Name); e.podByHash[h] == p {
+	if h := e.podHash(0, p.key.Namespace, p.key.Name); e.podByHash[h] == p {
 		delete(e.podByHash, h)
 	}
 	e.pods[p.id] = nil
 	e.freeSlots = append(e.freeSlots, p.id)
 }
 
-// podHash is the key of a pod in podByHash.
-func (e *Engine) podHash(namespace, name string) uint64 {
-	return maphash.String(e.seed, namespace)*0x9e3779b97f4a7c15 ^ maphash.String(e.seed, name)
+// podHash hashes a pod's names with one of the engine's two seeds: seed 0
+// keys podByHash, seed 1 gives pod.nameCheck.
+func (e *Engine) podHash(seed int, namespace, name string) uint64 {
+	return maphash.String(e.seeds[seed], namespace)*0x9e3779b97f4a7c15 ^ maphash.String(e.seeds[seed], name)
 }
 
 // lookupPod finds a pod by name. Every decision by name starts here, so it
-// is one lookup in a map keyed by a hash of both names (integer keys, no
-// string hashing or comparing inside the map) plus a check of the names on
-// the pod found. A pod whose hash another pod already holds is found
-// through podByKey, as is every unknown pod.
+// is one lookup in a map keyed by a hash of both names (integer keys: no
+// string hashing or comparing inside the map), and the pod found is
+// confirmed by a second, independent hash held in its first cache line
+// rather than by comparing the names, whose bytes live elsewhere in memory
+// and would cost two more cache misses. Mistaking one pod for another takes
+// both 64-bit hashes, under seeds drawn at random per engine, to collide at
+// once. A pod whose first hash another pod already holds is found through
+// podByKey, as is every unknown pod.
 func (e *Engine) lookupPod(namespace, name string) *pod {
-	if p := e.podByHash[e.podHash(namespace, name)]; p != nil && p.key.Name == name && p.key.Namespace == namespace {
+	if p := e.podByHash[e.podHash(0, namespace, name)]; p != nil && p.nameCheck == e.podHash(1, namespace, name) {
 		return p
 	}
 	return e.podByKey[types.NamespacedName{Namespace: namespace, Name: name}]
