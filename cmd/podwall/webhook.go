@@ -39,7 +39,16 @@ It serves HTTPS on --port with tls.crt and tls.key from --cert-dir, and serves
 a renewed certificate without a restart. It reads Namespaces, Pods, Services
 and NetworkPolicies from an informer cache (read-only RBAC). The --config file
 is re-read when it changes; an invalid change is logged and ignored, the
-previous configuration staying in force. With rules.defaultDeny.generate the
+previous configuration staying in force.
+
+Each rule's engine (go, the default, or rego) picks its implementation. Rules
+on rego run podwall's Rego rules, embedded in the binary, or the OPA bundle
+--bundle names (a tarball as "podwall opa build" writes it, or a bundle
+directory): the bundle is compiled once and its query prepared once, and
+while some rule uses rego the cached cluster is kept in the bundle's
+data.kubernetes. A changed bundle is picked up without a restart; one that
+does not compile is logged with the compiler's errors and ignored, the
+previous bundle staying in force. With rules.defaultDeny.generate the
 default-deny generator creates missing default-deny policies (it needs create
 on networkpolicies).
 
@@ -52,7 +61,8 @@ requests in flight (--shutdown-timeout), then exits 0.
 The Kubernetes API is reached with --kubeconfig, else $KUBECONFIG, else the
 in-cluster service account, else ~/.kube/config.`,
 		Example: `  podwall webhook --config /etc/podwall/config/podwall.yaml --cert-dir /etc/podwall/tls
-  podwall webhook --kubeconfig ~/.kube/config --config podwall.yaml --cert-dir ./certs --zap-devel`,
+  podwall webhook --kubeconfig ~/.kube/config --config podwall.yaml --cert-dir ./certs --zap-devel
+  podwall webhook --config podwall.yaml --bundle /etc/podwall/bundle/podwall-rules.tar.gz`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := opts.Validate(); err != nil {
@@ -82,7 +92,8 @@ in-cluster service account, else ~/.kube/config.`,
 	f.StringVar(&opts.CertName, "cert-name", server.DefaultCertName, "certificate file name in --cert-dir")
 	f.StringVar(&opts.KeyName, "key-name", server.DefaultKeyName, "key file name in --cert-dir")
 	f.StringVar(&opts.ConfigFile, "config", server.DefaultConfigFile, "admission configuration file (reloaded when it changes)")
-	f.DurationVar(&opts.ConfigCheckInterval, "config-check-interval", server.DefaultConfigCheckInterval, "how often --config is re-read besides file-system notifications")
+	f.DurationVar(&opts.ConfigCheckInterval, "config-check-interval", server.DefaultConfigCheckInterval, "how often --config and --bundle are re-read besides file-system notifications")
+	f.StringVar(&opts.BundlePath, "bundle", "", "OPA bundle (tar.gz or directory) for the rules whose engine is rego, reloaded when it changes (default: the rules built into podwall)")
 	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", server.DefaultMetricsAddr, "address of /metrics (0: off)")
 	f.StringVar(&opts.HealthAddr, "health-probe-bind-address", server.DefaultHealthAddr, "address of /healthz and /readyz (0: off)")
 	ns := os.Getenv("POD_NAMESPACE")

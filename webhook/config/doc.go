@@ -3,9 +3,11 @@
 //
 // A configuration is a YAML (or JSON) document of apiVersion
 // podwall.io/v1alpha1, kind AdmissionConfiguration. It lists the namespaces
-// exempt from every rule and configures up to three rules, each with a match
+// exempt from every rule and configures up to four rules, each with a match
 // (kinds, namespaces, namespaceSelector, objectSelector), an enforcement
-// action (deny, warn or dryrun) and the engine that evaluates it:
+// action (deny, warn or dryrun) and the engine that evaluates it: go (the
+// default, podwall's Go rules) or rego (the Rego bundle, which the webhook
+// runs too; protectedAccess has only that engine):
 //
 //	apiVersion: podwall.io/v1alpha1
 //	kind: AdmissionConfiguration

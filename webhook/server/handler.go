@@ -96,9 +96,26 @@ type badRequest struct {
 	err  error
 }
 
+// ruleset is what one request is evaluated with: the Go rules of the
+// configuration in force and, when that configuration puts rules on rego
+// and they may check this request, the Rego side (held shared until
+// release, so the configuration cannot change halfway).
+type ruleset struct {
+	e       *rules.Evaluator
+	rego    *RegoRules // nil: no Rego side, nothing held
+	regoFor []regoRule // the rego rules that may check the request
+}
+
+func (rs ruleset) release() {
+	if rs.rego != nil {
+		rs.rego.mu.RUnlock()
+	}
+}
+
 // prepare checks the request and finds the evaluator and the cluster. A
-// non-nil *badRequest is the answer.
-func (h *handler) prepare(ctx context.Context, req *admissionv1.AdmissionRequest) (*rules.Evaluator, *badRequest) {
+// non-nil *badRequest is the answer; otherwise the caller releases the
+// ruleset.
+func (h *handler) prepare(ctx context.Context, req *admissionv1.AdmissionRequest, mutate bool) (ruleset, *badRequest) {
 	var problems []string
 	if req.UID == "" {
 		problems = append(problems, "no uid")
@@ -114,30 +131,58 @@ func (h *handler) prepare(ctx context.Context, req *admissionv1.AdmissionRequest
 		problems = append(problems, fmt.Sprintf("unknown operation %q", req.Operation))
 	}
 	if len(problems) > 0 {
-		return nil, &badRequest{http.StatusBadRequest, fmt.Errorf("podwall: malformed admission request: %s", strings.Join(problems, ", "))}
+		return ruleset{}, &badRequest{http.StatusBadRequest, fmt.Errorf("podwall: malformed admission request: %s", strings.Join(problems, ", "))}
 	}
-	e := h.src.Evaluator()
-	if e == nil {
-		return nil, &badRequest{http.StatusInternalServerError, errors.New("podwall: no configuration loaded")}
+	if h.src.Evaluator() == nil {
+		return ruleset{}, &badRequest{http.StatusInternalServerError, errors.New("podwall: no configuration loaded")}
 	}
 	if w, ok := h.cluster.(syncWaiter); ok && !w.Synced() {
-		wctx, cancel := context.WithTimeout(ctx, h.syncWait)
-		synced := w.WaitForSync(wctx)
-		cancel()
-		if !synced {
-			return nil, &badRequest{http.StatusServiceUnavailable, errors.New("podwall: the cluster cache has not synced yet; retry shortly")}
+		if !h.waitFor(ctx, w) {
+			return ruleset{}, &badRequest{http.StatusServiceUnavailable, errors.New("podwall: the cluster cache has not synced yet; retry shortly")}
 		}
 	}
-	return e, nil
+	var r *RegoRules
+	if rs, ok := h.src.(RegoSource); ok {
+		r = rs.Rego()
+	}
+	if r == nil {
+		e := h.src.Evaluator()
+		if rs := applicable(e.Config(), req, mutate); len(rs) > 0 {
+			// The Go rules skip rules on rego: evaluating without them
+			// would admit what they check.
+			return ruleset{}, &badRequest{http.StatusInternalServerError, fmt.Errorf("podwall: rule %s is on the rego engine, but this webhook has no Rego rules", rs[0].name)}
+		}
+		return ruleset{e: e}, nil
+	}
+	for retried := false; ; retried = true {
+		r.mu.RLock()
+		e := h.src.Evaluator()
+		rs := ruleset{e: e, rego: r, regoFor: applicable(e.Config(), req, mutate)}
+		if len(rs.regoFor) == 0 || r.Synced() {
+			return rs, nil
+		}
+		r.mu.RUnlock()
+		if retried || !h.waitFor(ctx, r) {
+			return ruleset{}, &badRequest{http.StatusServiceUnavailable, errors.New("podwall: the Rego rules are not ready (their copy of the cluster has not synced yet); retry shortly")}
+		}
+	}
+}
+
+// waitFor waits up to the sync wait for w to sync.
+func (h *handler) waitFor(ctx context.Context, w syncWaiter) bool {
+	wctx, cancel := context.WithTimeout(ctx, h.syncWait)
+	defer cancel()
+	return w.WaitForSync(wctx)
 }
 
 // Handle implements admission.Handler.
 func (v *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
-	e, bad := v.prepare(ctx, &req.AdmissionRequest)
+	rs, bad := v.prepare(ctx, &req.AdmissionRequest, false)
 	if bad != nil {
 		return v.refuse(&req, bad, start)
 	}
+	defer rs.release() // deferred: a panic must not keep configuration changes out
 	var res rules.Result
 	if gk := (metav1.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}); !checkedKinds[gk] {
 		res = rules.Result{Allowed: true, Warnings: []string{fmt.Sprintf(
@@ -145,7 +190,10 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 		v.log.Error(nil, "request for a kind podwall does not check: allowed; fix the webhook configuration's rules",
 			"kind", kindString(req.Kind), "uid", req.UID)
 	} else {
-		res = e.Validate(ctx, &req.AdmissionRequest, v.cluster)
+		res = rs.e.Validate(ctx, &req.AdmissionRequest, v.cluster)
+		if len(rs.regoFor) > 0 {
+			rs.rego.validate(ctx, &req.AdmissionRequest, rs.regoFor, &res)
+		}
 	}
 	var resp admission.Response
 	result := ResultAllowed
@@ -163,13 +211,18 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 // Handle implements admission.Handler.
 func (m *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
-	e, bad := m.prepare(ctx, &req.AdmissionRequest)
+	rs, bad := m.prepare(ctx, &req.AdmissionRequest, true)
 	if bad != nil {
 		return m.refuse(&req, bad, start)
 	}
+	defer rs.release()
 	var res rules.Result
 	if gk := (metav1.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}); checkedKinds[gk] {
-		res = e.Mutate(ctx, &req.AdmissionRequest, m.cluster)
+		res = rs.e.Mutate(ctx, &req.AdmissionRequest, m.cluster)
+		if len(rs.regoFor) > 0 {
+			rs.rego.mutate(ctx, &req.AdmissionRequest, rs.regoFor, &res)
+		}
+		res.Allowed = true
 	} else {
 		res = rules.Result{Allowed: true}
 	}
@@ -194,8 +247,12 @@ func denial(res rules.Result) admission.Response {
 			continue
 		}
 		lines = append(lines, violationLine(v))
+		cause := v.Rule
+		if v.Code != "" { // the Rego rules' findings have none
+			cause += "/" + v.Code
+		}
 		causes = append(causes, metav1.StatusCause{
-			Type:    metav1.CauseType(v.Rule + "/" + v.Code),
+			Type:    metav1.CauseType(cause),
 			Message: v.Summary(),
 			Field:   v.Field,
 		})

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podwall/podwall/webhook/rules"
 	"github.com/podwall/podwall/webhook/server"
@@ -177,6 +179,74 @@ func BenchmarkMutatorHandle(b *testing.B) {
 		if resp := m.Handle(ctx, req); len(resp.Patches) != 1 {
 			b.Fatal(resp)
 		}
+	}
+}
+
+// BenchmarkValidatorHandleRego is BenchmarkValidatorHandle with every rule
+// on the rego engine (testdata/seed-rego.yaml, protectedAccess too):
+// requiredLabels and defaultDeny apply, evaluated by the Rego bundle
+// reading the same cluster from data.kubernetes.
+func BenchmarkValidatorHandleRego(b *testing.B) {
+	v, _, _ := engineHandlers(b, "testdata/seed-rego.yaml", loadCluster())
+	req := request(b, admissionv1.Create, pod("shop", "web", map[string]string{"access": "true"}), nil)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if resp := v.Handle(ctx, req); !resp.Allowed {
+			b.Fatal(resp.Result)
+		}
+	}
+}
+
+// BenchmarkValidatorHandleDenyRego: the unlabelled pod, refused by Rego.
+func BenchmarkValidatorHandleDenyRego(b *testing.B) {
+	v, _, _ := engineHandlers(b, "testdata/seed-rego.yaml", loadCluster())
+	req := request(b, admissionv1.Create, pod("shop", "busybox", map[string]string{"run": "busybox"}), nil)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if resp := v.Handle(ctx, req); resp.Allowed {
+			b.Fatal("allowed")
+		}
+	}
+}
+
+// BenchmarkMutatorHandleRego: the Rego patch adding access=false.
+func BenchmarkMutatorHandleRego(b *testing.B) {
+	_, m, _ := engineHandlers(b, "testdata/seed-rego.yaml", loadCluster())
+	req := request(b, admissionv1.Create, pod("shop", "busybox", map[string]string{"run": "busybox"}), nil)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if resp := m.Handle(ctx, req); len(resp.Patches) != 1 {
+			b.Fatal(resp)
+		}
+	}
+}
+
+// BenchmarkValidatorHandlePolicy is a NetworkPolicy CREATE (the seed's
+// ipBlock policy) on each engine: networkPolicyHygiene lints it with the
+// namespace, and on rego protectedAccess decides the flows to the
+// protected pod with and without it.
+func BenchmarkValidatorHandlePolicy(b *testing.B) {
+	c := loadCluster()
+	c.Set(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "httpd", Labels: map[string]string{"name": "networkpolicy-demo", "access": "false"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "httpd", Image: "httpd", Ports: []corev1.ContainerPort{{ContainerPort: 80}}}}},
+		Status:     corev1.PodStatus{PodIP: "10.0.0.5", PodIPs: []corev1.PodIP{{IP: "10.0.0.5"}}},
+	})
+	req := request(b, admissionv1.Create, accessPolicy("shop", "access-httpd-2", "192.168.2.0/24"), nil)
+	for _, eng := range engines {
+		b.Run(eng.name, func(b *testing.B) {
+			v, _, _ := engineHandlers(b, eng.config, c)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if resp := v.Handle(ctx, req); !resp.Allowed {
+					b.Fatal(resp.Result)
+				}
+			}
+		})
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/podwall/podwall/internal/envtest"
+	regorules "github.com/podwall/podwall/rules"
 	"github.com/podwall/podwall/webhook/server"
 )
 
@@ -47,6 +48,7 @@ type live struct {
 	env        *envtest.Env
 	srv        *server.Server
 	configFile string
+	bundleFile string // the embedded rules, revision live-1, at first
 	healthAddr string
 	metricsAdr string
 }
@@ -76,8 +78,16 @@ func podwallServer(t *testing.T) *live {
 			liveErr = err
 			return
 		}
-		l := &live{env: env, configFile: filepath.Join(dir, "podwall.yaml")}
+		l := &live{env: env, configFile: filepath.Join(dir, "podwall.yaml"), bundleFile: filepath.Join(dir, "podwall-rules.tar.gz")}
 		if err := copyFile("testdata/seed.yaml", l.configFile); err != nil {
+			liveErr = err
+			return
+		}
+		b, err := regorules.BundleBytes("live-1")
+		if err == nil {
+			err = os.WriteFile(l.bundleFile, b, 0o644)
+		}
+		if err != nil {
 			liveErr = err
 			return
 		}
@@ -91,7 +101,7 @@ func podwallServer(t *testing.T) *live {
 		}
 		l.srv, err = server.New(env.Config, server.Options{
 			Host: env.ServingHost, Port: env.ServingPort, CertDir: env.ServingCertDir,
-			ConfigFile: l.configFile, ConfigCheckInterval: time.Second,
+			ConfigFile: l.configFile, ConfigCheckInterval: time.Second, BundlePath: l.bundleFile,
 			MetricsAddr: l.metricsAdr, HealthAddr: l.healthAddr,
 			ShutdownTimeout: 5 * time.Second,
 		})

@@ -37,6 +37,21 @@ var (
 		Help: "Number of configurations loaded since the start (1 after the first load); it changes when a new configuration takes effect.",
 	})
 
+	bundleReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podwall_bundle_reloads_total",
+		Help: "Attempts to load a changed Rego bundle (--bundle), by result (success, failure). After a failure, a bundle that does not compile say, the previous bundle stays in force.",
+	}, []string{"result"})
+
+	bundleInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "podwall_bundle_info",
+		Help: "The Rego bundle in force: 1 for its revision (the manifest's, else sha256: and a digest of its content). Absent until a rule on the rego engine needs the bundle.",
+	}, []string{"revision"})
+
+	kubeSyncErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "podwall_rego_data_errors_total",
+		Help: "Cluster objects that could not be written to the Rego rules' data.kubernetes (each is logged); the previous copy of the object stays until its next change.",
+	})
+
 	generated = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "podwall_defaultdeny_generated_total",
 		Help: "Default-deny NetworkPolicies the generator created (result=created), found already present at creation (result=exists), or failed to create (result=error).",
@@ -44,5 +59,11 @@ var (
 )
 
 func init() {
-	crmetrics.Registry.MustRegister(decisions, configReloads, configGeneration, generated)
+	crmetrics.Registry.MustRegister(decisions, configReloads, configGeneration, bundleReloads, bundleInfo, kubeSyncErrors, generated)
+}
+
+// setBundleInfo makes revision the one bundle podwall_bundle_info shows.
+func setBundleInfo(revision string) {
+	bundleInfo.Reset()
+	bundleInfo.WithLabelValues(revision).Set(1)
 }

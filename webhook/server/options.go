@@ -58,10 +58,19 @@ type Options struct {
 	// ignored, the previous configuration staying in force. Default
 	// /etc/podwall/config/podwall.yaml.
 	ConfigFile string
-	// ConfigCheckInterval is how often ConfigFile is re-read in addition
-	// to file-system notifications (which can be missed on some volume
-	// types). Default 10s.
+	// ConfigCheckInterval is how often ConfigFile (and BundlePath) is
+	// re-read in addition to file-system notifications (which can be
+	// missed on some volume types). Default 10s.
 	ConfigCheckInterval time.Duration
+
+	// BundlePath is the Rego bundle evaluating the rules whose engine is
+	// rego: a gzipped tarball as `opa build` writes it, or a bundle
+	// directory (see LoadBundle). It must compile at start; later
+	// changes are picked up without a restart, and a change that does not
+	// compile is logged (the compiler's errors) and ignored, the previous
+	// bundle staying in force. Default "": the rules embedded in podwall,
+	// compiled when a configuration first puts a rule on rego.
+	BundlePath string
 
 	// MetricsAddr is the address of the Prometheus endpoint (/metrics),
 	// plain HTTP. "0" disables it. Default ":8080".

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -28,11 +27,29 @@ type EvaluatorSource interface {
 	Evaluator() *rules.Evaluator
 }
 
-// Static is an EvaluatorSource that always gives the same evaluator.
-type Static struct{ E *rules.Evaluator }
+// RegoSource is an EvaluatorSource whose configurations may put rules on
+// the rego engine: the handlers evaluate those with Rego, under its lock
+// (see RegoRules). ConfigWatcher and Static implement it.
+type RegoSource interface {
+	EvaluatorSource
+	// Rego returns the Rego side, or nil when there is none (then a
+	// configuration with a rule on rego must never be in force).
+	Rego() *RegoRules
+}
+
+// Static is an EvaluatorSource that always gives the same evaluator and,
+// when R is set, evaluates the rules E's configuration puts on rego with
+// R, whose configuration the caller sets (R.SetConfig) to the same.
+type Static struct {
+	E *rules.Evaluator
+	R *RegoRules
+}
 
 // Evaluator implements EvaluatorSource.
 func (s Static) Evaluator() *rules.Evaluator { return s.E }
+
+// Rego implements RegoSource.
+func (s Static) Rego() *RegoRules { return s.R }
 
 // ConfigWatcher keeps an evaluator in step with a configuration file. The
 // file must hold a valid configuration when the watcher is made; after
@@ -42,6 +59,10 @@ func (s Static) Evaluator() *rules.Evaluator { return s.E }
 // own line, and ignored: the previous configuration stays in force until
 // the file is fixed.
 //
+// Rules on the rego engine need a RegoRules (WithRego): a configuration
+// with one is refused by a watcher without. The RegoRules' configuration
+// changes with the Go rules', atomically for requests.
+//
 // ConfigWatcher is a controller-runtime Runnable (Start) and is safe for
 // concurrent use.
 type ConfigWatcher struct {
@@ -49,6 +70,7 @@ type ConfigWatcher struct {
 	interval  time.Duration
 	log       logr.Logger
 	namespace string // podwall's own, for warnExemptions
+	rego      *RegoRules
 
 	cur        atomic.Pointer[rules.Evaluator]
 	generation atomic.Int64
@@ -61,24 +83,40 @@ type ConfigWatcher struct {
 	lastResult error
 }
 
+// ConfigWatcherOption configures a ConfigWatcher.
+type ConfigWatcherOption func(*ConfigWatcher)
+
+// WithRego lets the configurations put rules on the rego engine, evaluated
+// by r. The watcher sets r's configuration.
+func WithRego(r *RegoRules) ConfigWatcherOption {
+	return func(w *ConfigWatcher) { w.rego = r }
+}
+
 // NewConfigWatcher loads path, which must hold a valid configuration.
 // interval is the periodic check (0: DefaultConfigCheckInterval; negative:
 // notifications only).
-func NewConfigWatcher(path string, interval time.Duration, log logr.Logger) (*ConfigWatcher, error) {
+func NewConfigWatcher(path string, interval time.Duration, log logr.Logger, opts ...ConfigWatcherOption) (*ConfigWatcher, error) {
 	if interval == 0 {
 		interval = DefaultConfigCheckInterval
 	}
 	w := &ConfigWatcher{path: path, interval: interval, log: log}
+	for _, o := range opts {
+		o(w)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("configuration %s: %w", path, unwrapPathError(err))
 	}
-	e, err := compile(data, path)
+	e, err := w.compile(data)
 	if err != nil {
 		return nil, err
 	}
+	// The cache has not started: requests wait for the Rego rules' copy
+	// of the cluster (readiness too) rather than this.
+	if err := w.install(e, false); err != nil {
+		return nil, err
+	}
 	w.loadedSum = sha256.Sum256(data)
-	w.cur.Store(e)
 	configGeneration.Set(float64(w.generation.Add(1)))
 	return w, nil
 }
@@ -91,45 +129,42 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-func compile(data []byte, name string) (*rules.Evaluator, error) {
-	cfg, err := config.Parse(data, name)
+func (w *ConfigWatcher) compile(data []byte) (*rules.Evaluator, error) {
+	cfg, err := config.Parse(data, w.path)
 	if err != nil {
 		return nil, err
 	}
-	if bad := unsupportedEngines(cfg); len(bad) > 0 {
-		return nil, fmt.Errorf("%s: %s", name, strings.Join(bad, "; "))
+	if w.rego == nil {
+		if bad := regoRules(cfg); len(bad) > 0 {
+			msgs := make([]string, len(bad))
+			for i, r := range bad {
+				msgs[i] = fmt.Sprintf("rules.%s.engine: %q needs the Rego rules, which this watcher has none of: refusing the configuration rather than leaving the rule unenforced", r.name, config.EngineRego)
+			}
+			return nil, fmt.Errorf("%s: %s", w.path, strings.Join(msgs, "; "))
+		}
 	}
 	e, err := rules.New(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", w.path, err)
 	}
 	return e, nil
 }
 
-// unsupportedEngines lists the configured rules whose engine the webhook
-// does not run (only go): it refuses such a configuration rather than
-// admit everything those rules would check.
-func unsupportedEngines(cfg *config.AdmissionConfiguration) []string {
-	var bad []string
-	rv := reflect.ValueOf(cfg.Rules)
-	for i := 0; i < rv.NumField(); i++ {
-		f := rv.Field(i)
-		if f.Kind() != reflect.Pointer || f.IsNil() {
-			continue
-		}
-		common := f.Elem().FieldByName("Common")
-		if !common.IsValid() {
-			continue
-		}
-		c, ok := common.Interface().(config.Common)
-		if !ok || c.Engine == "" || c.Engine == config.EngineGo {
-			continue
-		}
-		name, _, _ := strings.Cut(rv.Type().Field(i).Tag.Get("json"), ",")
-		bad = append(bad, fmt.Sprintf("rules.%s.engine: %q is not supported by the webhook yet (only %q): refusing the configuration rather than leaving the rule unenforced", name, c.Engine, config.EngineGo))
+// install makes e the evaluator in force, and its rego rules the Rego
+// side's, at once.
+func (w *ConfigWatcher) install(e *rules.Evaluator, waitSync bool) error {
+	if w.rego == nil {
+		w.cur.Store(e)
+		return nil
 	}
-	return bad
+	if err := w.rego.setConfig(context.Background(), e.Config(), waitSync, func() { w.cur.Store(e) }); err != nil {
+		return fmt.Errorf("%s: the Rego rules: %w", w.path, err)
+	}
+	return nil
 }
+
+// Rego implements RegoSource.
+func (w *ConfigWatcher) Rego() *RegoRules { return w.rego }
 
 // Evaluator implements EvaluatorSource: the evaluator of the configuration
 // in force.
@@ -183,7 +218,10 @@ func (w *ConfigWatcher) Reload() (bool, error) {
 		w.mu.Unlock()
 		return false, err // already reported
 	}
-	e, err := compile(data, w.path)
+	e, err := w.compile(data)
+	if err == nil {
+		err = w.install(e, true)
+	}
 	if err != nil {
 		w.failedSum, w.failedErr, w.lastResult = sum, err.Error(), err
 		w.mu.Unlock()
@@ -192,13 +230,12 @@ func (w *ConfigWatcher) Reload() (bool, error) {
 		return false, err
 	}
 	w.loadedSum, w.failedSum, w.failedErr, w.lastResult = sum, [sha256.Size]byte{}, "", nil
-	w.cur.Store(e)
 	gen := w.generation.Add(1)
 	callbacks := slices.Clone(w.onChange)
 	w.mu.Unlock()
 	configGeneration.Set(float64(gen))
 	configReloads.WithLabelValues("success").Inc()
-	w.log.Info("configuration reloaded", "file", w.path, "generation", gen, "rules", e.Rules())
+	w.log.Info("configuration reloaded", "file", w.path, "generation", gen, "rules", e.Rules(), "regoRules", regoRuleNames(e.Config()))
 	warnExemptions(w.log, e, w.namespace)
 	for _, f := range callbacks {
 		f(e)
@@ -236,44 +273,55 @@ func warnExemptions(log logr.Logger, e *rules.Evaluator, namespace string) {
 // Start watches the file until ctx ends. It implements controller-runtime's
 // Runnable.
 func (w *ConfigWatcher) Start(ctx context.Context) error {
+	watchFiles(ctx, w.log, "configuration file", w.path, []string{filepath.Dir(w.path)}, w.interval, func() { _, _ = w.Reload() })
+	return nil
+}
+
+// watchFiles calls reload when the file system reports a change in one of
+// dirs and every interval (if positive), until ctx ends. Directories are
+// watched rather than files: editors and ConfigMap volumes replace a file
+// (or a symlink to it) rather than write it in place. A burst of events (a
+// ConfigMap update renames several entries) is folded into one reload
+// shortly after the last. Without notifications the periodic checks
+// remain.
+func watchFiles(ctx context.Context, log logr.Logger, what, path string, dirs []string, interval time.Duration, reload func()) {
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	fw, err := fsnotify.NewWatcher()
 	if err == nil {
-		// Watch the directory: editors and ConfigMap volumes replace the
-		// file (or a symlink to it) rather than write it in place.
-		if err = fw.Add(filepath.Dir(w.path)); err != nil {
-			fw.Close()
+		for _, d := range dirs {
+			if err = fw.Add(d); err != nil {
+				fw.Close()
+				break
+			}
 		}
 	}
 	if err != nil {
-		w.log.Error(err, "cannot watch the configuration file for changes; relying on periodic checks", "file", w.path, "interval", w.interval)
+		log.Error(err, "cannot watch the "+what+" for changes; relying on periodic checks", "path", path, "interval", interval)
 	} else {
 		defer fw.Close()
 		events, errs = fw.Events, fw.Errors
 	}
 	var tick <-chan time.Time
-	if w.interval > 0 {
-		t := time.NewTicker(w.interval)
+	if interval > 0 {
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		tick = t.C
 	}
-	// A burst of events (a ConfigMap update renames several entries) is
-	// folded into one reload shortly after the last.
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-events:
 			debounce.Reset(100 * time.Millisecond)
 		case err := <-errs:
-			w.log.Error(err, "configuration file watch error", "file", w.path)
+			log.Error(err, what+" watch error", "path", path)
 		case <-debounce.C:
-			_, _ = w.Reload()
+			reload()
 		case <-tick:
-			_, _ = w.Reload()
+			reload()
 		}
 	}
 }

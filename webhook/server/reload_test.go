@@ -118,10 +118,11 @@ func TestConfigWatcherStartInvalid(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `unknown field "rulez"`) {
 		t.Errorf("err = %v", err)
 	}
-	// A rule the webhook cannot evaluate is refused, not left unenforced.
+	// A rule a watcher without Rego rules cannot evaluate is refused, not
+	// left unenforced.
 	atomicWrite(t, path, []byte("apiVersion: podwall.io/v1alpha1\nkind: AdmissionConfiguration\nrules:\n  networkPolicyHygiene: {engine: rego}\n"))
 	_, err = server.NewConfigWatcher(path, 0, logr.Discard())
-	if err == nil || !strings.Contains(err.Error(), `rules.networkPolicyHygiene.engine: "rego" is not supported by the webhook yet`) {
+	if err == nil || !strings.Contains(err.Error(), `rules.networkPolicyHygiene.engine: "rego" needs the Rego rules, which this watcher has none of`) {
 		t.Errorf("rego engine: %v", err)
 	}
 	_, err = server.NewConfigWatcher(filepath.Join(t.TempDir(), "nope.yaml"), 0, logr.Discard())

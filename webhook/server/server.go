@@ -31,12 +31,17 @@ import (
 //   - an informer cache of Namespaces, NetworkPolicies, Pods and Services
 //     (managed fields stripped), which the rules read through CacheCluster;
 //   - the ConfigWatcher following Options.ConfigFile;
+//   - RegoRules for the rules whose engine is rego, with the
+//     BundleWatcher following Options.BundlePath when it is set; while
+//     some rule uses rego the cache's objects are replicated into the
+//     bundle's data.kubernetes;
 //   - the default-deny Generator (idle unless the configuration asks for
 //     it);
 //   - /metrics on Options.MetricsAddr (controller-runtime's webhook
 //     metrics and podwall_* metrics) and /healthz, /readyz on
-//     Options.HealthAddr. /readyz fails until the cache has synced and the
-//     webhook server is serving.
+//     Options.HealthAddr. /readyz fails until the cache (and, when some
+//     rule uses rego, data.kubernetes) has synced and the webhook server
+//     is serving.
 //
 // When Start's context ends, the webhook server stops accepting connections
 // and drains the requests in flight, for up to Options.ShutdownTimeout.
@@ -47,6 +52,8 @@ type Server struct {
 	watcher *ConfigWatcher
 	cluster *CacheCluster
 	webhook webhook.Server
+	rego    *RegoRules
+	bundles *BundleWatcher // nil without Options.BundlePath
 }
 
 // New checks opts, loads the configuration (which must be valid) and
@@ -74,7 +81,21 @@ func New(restConfig *rest.Config, opts Options) (*Server, error) {
 	if log.GetSink() == nil {
 		log = logf.Log.WithName("podwall")
 	}
-	watcher, err := NewConfigWatcher(opts.ConfigFile, opts.ConfigCheckInterval, log.WithName("config"))
+
+	// The bundle and the configuration first: their problems are reported
+	// before anything is contacted.
+	ctx := context.Background()
+	rego, err := NewRegoRules(ctx, nil, log.WithName("rego"))
+	if err != nil {
+		return nil, err
+	}
+	var bundles *BundleWatcher
+	if opts.BundlePath != "" {
+		if bundles, err = NewBundleWatcher(ctx, opts.BundlePath, opts.ConfigCheckInterval, rego, log.WithName("bundle")); err != nil {
+			return nil, err
+		}
+	}
+	watcher, err := NewConfigWatcher(opts.ConfigFile, opts.ConfigCheckInterval, log.WithName("config"), WithRego(rego))
 	if err != nil {
 		return nil, err
 	}
@@ -104,11 +125,19 @@ func New(restConfig *rest.Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("creating the controller manager: %w", err)
 	}
 	ws = mgr.GetWebhookServer() // adds it to the manager's runnables
-	cluster, err := NewCacheCluster(context.Background(), mgr.GetCache())
+	cluster, err := NewCacheCluster(ctx, mgr.GetCache())
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, log: log, mgr: mgr, watcher: watcher, cluster: cluster, webhook: ws}
+	if err := rego.AttachCluster(cluster); err != nil {
+		return nil, err
+	}
+	if bundles != nil {
+		if err := mgr.Add(bundles); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{opts: opts, log: log, mgr: mgr, watcher: watcher, cluster: cluster, webhook: ws, rego: rego, bundles: bundles}
 
 	alog := log.WithName("admission")
 	v, m := NewValidator(watcher, cluster, alog), NewMutator(watcher, cluster, alog)
@@ -138,6 +167,14 @@ func New(restConfig *rest.Config, opts Options) (*Server, error) {
 	}); err != nil {
 		return nil, err
 	}
+	if err := mgr.AddReadyzCheck("rego", func(*http.Request) error {
+		if !rego.Synced() {
+			return errors.New("the Rego rules' data.kubernetes has not synced yet")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -146,7 +183,8 @@ func New(restConfig *rest.Config, opts Options) (*Server, error) {
 func (s *Server) Start(ctx context.Context) error {
 	e := s.watcher.Evaluator()
 	s.log.Info("starting podwall webhook", "port", s.opts.Port, "certDir", s.opts.CertDir, "config", s.opts.ConfigFile,
-		"rules", e.Rules(), "metrics", s.opts.MetricsAddr, "health", s.opts.HealthAddr, "namespace", s.opts.Namespace)
+		"rules", e.Rules(), "regoRules", s.rego.Rules(), "bundle", s.opts.BundlePath, "bundleRevision", s.rego.Revision(),
+		"metrics", s.opts.MetricsAddr, "health", s.opts.HealthAddr, "namespace", s.opts.Namespace)
 	return s.mgr.Start(ctx)
 }
 
@@ -157,7 +195,7 @@ func (s *Server) WaitReady(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if s.cluster.Synced() && check(nil) == nil {
+		if s.cluster.Synced() && s.rego.Synced() && check(nil) == nil {
 			return nil
 		}
 		select {
@@ -170,6 +208,12 @@ func (s *Server) WaitReady(ctx context.Context) error {
 
 // Config returns the configuration watcher.
 func (s *Server) Config() *ConfigWatcher { return s.watcher }
+
+// Rego returns the Rego side: the rules whose engine is rego.
+func (s *Server) Rego() *RegoRules { return s.rego }
+
+// Bundles returns the bundle watcher, nil without Options.BundlePath.
+func (s *Server) Bundles() *BundleWatcher { return s.bundles }
 
 // Cluster returns the cache-backed view of the cluster the rules read.
 func (s *Server) Cluster() *CacheCluster { return s.cluster }

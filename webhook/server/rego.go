@@ -1,0 +1,575 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	regorules "github.com/podwall/podwall/rules"
+	"github.com/podwall/podwall/webhook/config"
+	"github.com/podwall/podwall/webhook/rules"
+)
+
+// CodeRegoError is the violation code of a rule whose Rego evaluation
+// failed; the rule's action applies to it, so a deny rule fails closed.
+const CodeRegoError = "rego-error"
+
+// RegoRules runs the rules whose engine is rego: a [regorules.Evaluator]
+// (the Rego bundle, its admission query prepared once per bundle) reading
+// data.podwall.config, which holds the rego rules of the configuration in
+// force, and data.kubernetes, the cluster state in kube-mgmt's layout.
+//
+// The handlers evaluate the Go rules of a configuration with
+// [rules.Evaluator] and its rego rules here, and merge the results; a
+// request sees one configuration on both sides, because evaluations hold
+// a shared lock that a configuration change (SetConfig, or a
+// [ConfigWatcher] made WithRego) takes exclusively.
+//
+// Nothing is compiled or replicated while no rule uses rego: the embedded
+// bundle is compiled when a configuration first needs it, and
+// data.kubernetes is kept (from the informers of the cluster attached by
+// [Server]) only while some rule uses rego. The Rego rules' findings carry
+// no violation code (the bundle's deny, warn and dryrun sets name the rule
+// and the message only), except CodeRegoError and the missing-label of a
+// CREATE that reaches the validating webhook without the mutating one's
+// defaults.
+//
+// RegoRules is safe for concurrent use.
+type RegoRules struct {
+	log   logr.Logger
+	store storage.Store
+	// bundle is what a lazy build compiles (nil: the embedded rules).
+	bundle *bundle.Bundle
+
+	buildMu sync.Mutex // one build or bundle reload at a time
+	ev      atomic.Pointer[regorules.Evaluator]
+	kube    *kubeSync // nil: data.kubernetes is the caller's to write
+
+	mu       sync.RWMutex // shared by evaluations, exclusive while the configuration changes
+	doc      any          // the data.podwall.config in force; nil before any
+	families atomic.Pointer[[]string]
+}
+
+// NewRegoRules returns the Rego side of the webhook. With a nil b the
+// embedded rules are used, compiled when a configuration first has a rule
+// on rego; any other bundle is compiled now, and an error carries the
+// compiler's messages. log may be the zero Logger.
+func NewRegoRules(ctx context.Context, b *bundle.Bundle, log logr.Logger) (*RegoRules, error) {
+	if log.GetSink() == nil {
+		log = logf.Log.WithName("podwall").WithName("rego")
+	}
+	r := &RegoRules{
+		log:   log,
+		store: inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true)),
+	}
+	r.families.Store(new([]string))
+	if b != nil {
+		if err := r.build(ctx, b); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Store is the store the Rego rules read: data.podwall.config and
+// data.kubernetes. Without an attached cluster the caller keeps
+// data.kubernetes there (with regorules.PutKubernetesObject).
+func (r *RegoRules) Store() storage.Store { return r.store }
+
+// Evaluator is the Rego evaluator, nil until some configuration has needed
+// it (or a bundle was given).
+func (r *RegoRules) Evaluator() *regorules.Evaluator { return r.ev.Load() }
+
+// Revision is the revision of the bundle in force (its manifest's, else
+// one derived from its content), "" before one is compiled.
+func (r *RegoRules) Revision() string {
+	if e := r.ev.Load(); e != nil {
+		return e.Revision()
+	}
+	return ""
+}
+
+// Rules returns the rules of the configuration in force whose engine is
+// rego.
+func (r *RegoRules) Rules() []string { return slices.Clone(*r.families.Load()) }
+
+// Synced reports whether the Rego rules can be evaluated: no rule uses
+// rego, or the bundle is compiled and data.kubernetes holds the informers'
+// initial lists.
+func (r *RegoRules) Synced() bool {
+	if len(*r.families.Load()) == 0 {
+		return true
+	}
+	return r.ev.Load() != nil && (r.kube == nil || r.kube.synced())
+}
+
+// WaitForSync waits until Synced or ctx ends, and reports Synced.
+func (r *RegoRules) WaitForSync(ctx context.Context) bool {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !r.Synced() {
+		select {
+		case <-ctx.Done():
+			return r.Synced()
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+// build compiles b (nil: the bundle given to NewRegoRules, else the
+// embedded rules) into the evaluator if there is none yet.
+func (r *RegoRules) build(ctx context.Context, b *bundle.Bundle) error {
+	r.buildMu.Lock()
+	defer r.buildMu.Unlock()
+	if r.ev.Load() != nil {
+		return nil
+	}
+	return r.buildLocked(ctx, b)
+}
+
+func (r *RegoRules) buildLocked(ctx context.Context, b *bundle.Bundle) error {
+	if b == nil {
+		b = r.bundle
+	}
+	if b == nil {
+		var err error
+		if b, err = regorules.Bundle(""); err != nil {
+			return fmt.Errorf("the embedded Rego rules: %w", err)
+		}
+	}
+	setRevision(b)
+	e, err := regorules.NewEvaluator(ctx, b, regorules.WithStore(r.store))
+	if err != nil {
+		return err
+	}
+	r.mu.RLock()
+	doc := r.doc
+	r.mu.RUnlock()
+	if doc != nil {
+		if err := e.SetConfig(ctx, doc); err != nil {
+			return fmt.Errorf("writing data.podwall.config: %w", err)
+		}
+	}
+	r.bundle = b
+	r.ev.Store(e)
+	setBundleInfo(e.Revision())
+	r.log.Info("Rego rules compiled", "revision", e.Revision(), "modules", len(b.Modules))
+	return nil
+}
+
+// ReloadBundle compiles b and makes it the bundle every following
+// evaluation uses. On error (the compiler's messages) the previous bundle
+// stays in force. A bundle without a manifest revision is given one from
+// its content ("sha256:" and 16 hex digits), so metrics and logs tell
+// bundles apart.
+func (r *RegoRules) ReloadBundle(ctx context.Context, b *bundle.Bundle) error {
+	setRevision(b)
+	r.buildMu.Lock()
+	defer r.buildMu.Unlock()
+	e := r.ev.Load()
+	if e == nil {
+		return r.buildLocked(ctx, b)
+	}
+	if len(b.Data) == 0 {
+		if err := e.Reload(ctx, b); err != nil {
+			return err
+		}
+	} else {
+		// The bundle's data is merged into the store and may carry a
+		// data.podwall.config of its own (one shipped for a stock OPA):
+		// ours is written back before any request sees the new bundle.
+		r.mu.Lock()
+		err := e.Reload(ctx, b)
+		if err == nil && r.doc != nil {
+			err = e.SetConfig(ctx, r.doc)
+		}
+		r.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	r.bundle = b
+	setBundleInfo(e.Revision())
+	return nil
+}
+
+// setRevision fills in a missing manifest revision with a digest of the
+// bundle's modules and data.
+func setRevision(b *bundle.Bundle) {
+	if b.Manifest.Revision != "" {
+		return
+	}
+	h := sha256.New()
+	mods := slices.Clone(b.Modules)
+	slices.SortFunc(mods, func(a, b bundle.ModuleFile) int { return strings.Compare(a.Path, b.Path) })
+	for _, m := range mods {
+		fmt.Fprintf(h, "%s\x00%d\x00", m.Path, len(m.Raw))
+		h.Write(m.Raw)
+	}
+	data, _ := json.Marshal(b.Data) // maps marshal in key order
+	h.Write(data)
+	b.Manifest.Revision = "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// SetConfig makes cfg's rego rules the ones evaluated. See setConfig.
+func (r *RegoRules) SetConfig(ctx context.Context, cfg *config.AdmissionConfiguration) error {
+	return r.setConfig(ctx, cfg, false, nil)
+}
+
+// setConfig writes data.podwall.config for cfg (defaulted), compiling the
+// bundle and starting the replication of the cluster first when cfg is the
+// first to need them (waiting for the replication to catch up when
+// waitSync), and calls commit (the Go side's switch) under the same
+// exclusive lock, so no request sees one side's configuration with the
+// other's. Once no rule uses rego the replicated cluster is dropped.
+func (r *RegoRules) setConfig(ctx context.Context, cfg *config.AdmissionConfiguration, waitSync bool, commit func()) error {
+	fams := regoRuleNames(cfg)
+	if len(fams) > 0 {
+		if err := r.build(ctx, nil); err != nil {
+			return err
+		}
+		if r.kube != nil {
+			if err := r.kube.start(); err != nil {
+				return err
+			}
+			if waitSync {
+				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				if !r.kube.waitForSync(wctx) {
+					r.log.Info("WARNING: the Rego rules' copy of the cluster has not caught up after 30s; requests they check wait for it", "rules", fams)
+				}
+				cancel()
+			}
+		}
+	}
+	doc, err := regoDocument(cfg)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if e := r.ev.Load(); e != nil {
+		if err := e.SetConfig(ctx, doc); err != nil {
+			r.mu.Unlock()
+			return fmt.Errorf("writing data.podwall.config: %w", err)
+		}
+	}
+	r.doc = doc
+	r.families.Store(&fams)
+	if commit != nil {
+		commit()
+	}
+	r.mu.Unlock()
+	if len(fams) == 0 && r.kube != nil {
+		r.kube.stop(ctx)
+	}
+	return nil
+}
+
+// regoRule is one rule whose engine is rego.
+type regoRule struct {
+	name   string
+	common *config.Common
+}
+
+// regoRules lists cfg's rules whose engine is rego.
+func regoRules(cfg *config.AdmissionConfiguration) []regoRule {
+	var out []regoRule
+	add := func(name string, c *config.Common) {
+		if c.Engine == config.EngineRego {
+			out = append(out, regoRule{name, c})
+		}
+	}
+	if r := cfg.Rules.RequiredLabels; r != nil {
+		add(config.RuleRequiredLabels, &r.Common)
+	}
+	if r := cfg.Rules.DefaultDeny; r != nil {
+		add(config.RuleDefaultDeny, &r.Common)
+	}
+	if r := cfg.Rules.NetworkPolicyHygiene; r != nil {
+		add(config.RuleNetworkPolicyHygiene, &r.Common)
+	}
+	if r := cfg.Rules.ProtectedAccess; r != nil {
+		add(config.RuleProtectedAccess, &r.Common)
+	}
+	return out
+}
+
+func regoRuleNames(cfg *config.AdmissionConfiguration) []string {
+	out := []string{}
+	for _, r := range regoRules(cfg) {
+		out = append(out, r.name)
+	}
+	return out
+}
+
+// regoDocument is data.podwall.config for cfg: cfg defaulted, with only its
+// rego rules, as the bundle evaluates every rule present. One exception:
+// networkPolicyHygiene on rego reads defaultDeny's match to know the
+// protected namespaces, so a defaultDeny on go stays in with
+// match.kinds [], which the bundle applies to no request (and its results
+// would be dropped anyway).
+func regoDocument(cfg *config.AdmissionConfiguration) (map[string]any, error) {
+	c := cfg.DeepCopy()
+	c.Default()
+	if c.APIVersion == "" {
+		c.APIVersion, c.Kind = config.APIVersion, config.Kind
+	}
+	keepDefaultDeny := false
+	if r := c.Rules.RequiredLabels; r != nil && r.Engine != config.EngineRego {
+		c.Rules.RequiredLabels = nil
+	}
+	if r := c.Rules.NetworkPolicyHygiene; r != nil && r.Engine != config.EngineRego {
+		c.Rules.NetworkPolicyHygiene = nil
+	}
+	if r := c.Rules.ProtectedAccess; r != nil && r.Engine != config.EngineRego {
+		c.Rules.ProtectedAccess = nil
+	}
+	if r := c.Rules.DefaultDeny; r != nil && r.Engine != config.EngineRego {
+		if c.Rules.NetworkPolicyHygiene == nil {
+			c.Rules.DefaultDeny = nil
+		} else {
+			keepDefaultDeny = true
+		}
+	}
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the configuration for the Rego rules: %w", err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("encoding the configuration for the Rego rules: %w", err)
+	}
+	if keepDefaultDeny {
+		dd := doc["rules"].(map[string]any)[config.RuleDefaultDeny].(map[string]any)
+		m, _ := dd["match"].(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+			dd["match"] = m
+		}
+		m["kinds"] = []any{}
+	}
+	return doc, nil
+}
+
+// kindGroups are the API groups of the kinds the rules check.
+var kindGroups = map[string]string{
+	config.KindPod: "", config.KindDeployment: "apps", config.KindReplicaSet: "apps",
+	config.KindStatefulSet: "apps", config.KindDaemonSet: "apps", config.KindJob: "batch",
+	config.KindCronJob: "batch", config.KindNetworkPolicy: "networking.k8s.io",
+}
+
+// applicable returns the rego rules of cfg that may check req (by kind and
+// operation; the bundle decides the rest of the match): when there are
+// none, the request costs no Rego evaluation.
+func applicable(cfg *config.AdmissionConfiguration, req *admissionv1.AdmissionRequest, mutate bool) []regoRule {
+	if req.SubResource != "" {
+		return nil
+	}
+	switch req.Operation {
+	case admissionv1.Create:
+	case admissionv1.Update, admissionv1.Delete:
+		if mutate {
+			return nil // the only mutation, label defaults, is on CREATE
+		}
+	default:
+		return nil
+	}
+	if g, ok := kindGroups[req.Kind.Kind]; !ok || g != req.Kind.Group {
+		return nil
+	}
+	var out []regoRule
+	for _, r := range regoRules(cfg) {
+		if mutate && r.name != config.RuleRequiredLabels {
+			continue
+		}
+		if slices.Contains(r.common.Match.Kinds, req.Kind.Kind) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// eval evaluates req with the bundle. Callers hold r.mu shared.
+func (r *RegoRules) eval(ctx context.Context, req *admissionv1.AdmissionRequest) (*regorules.Result, error) {
+	e := r.ev.Load()
+	if e == nil {
+		return nil, errors.New("the Rego rules are not compiled")
+	}
+	return e.Eval(ctx, req)
+}
+
+// validate evaluates the rego rules rs on req for the validating webhook
+// and adds their findings to res.
+func (r *RegoRules) validate(ctx context.Context, req *admissionv1.AdmissionRequest, rs []regoRule, res *rules.Result) {
+	out, err := r.eval(ctx, req)
+	if err != nil {
+		r.failAll(rs, err, res)
+		return
+	}
+	want := map[string]config.EnforcementAction{}
+	for _, x := range rs {
+		want[x.name] = x.common.EnforcementAction
+	}
+	for _, set := range []struct {
+		msgs   []regorules.Message
+		action config.EnforcementAction
+	}{{out.Violations, config.Deny}, {out.Warnings, config.Warn}, {out.DryRun, config.DryRun}} {
+		for _, m := range set.msgs {
+			if _, ok := want[m.Rule]; !ok || isPatchNote(m) {
+				continue
+			}
+			addViolation(res, rules.Violation{Rule: m.Rule, Action: set.action, Message: m.Msg})
+		}
+	}
+	// A patch at this point means the object still lacks labels that
+	// have defaults: the mutating webhook did not run (its failurePolicy
+	// is Ignore) or a later mutation removed them. The Go rule refuses
+	// such an object, and so must this.
+	if action, ok := want[config.RuleRequiredLabels]; ok && len(out.Patch) > 0 {
+		what := "label"
+		if req.Kind.Kind != config.KindPod {
+			what = "pod template label"
+		}
+		for _, l := range patchedLabels(out.Patch) {
+			addViolation(res, rules.Violation{
+				Rule: config.RuleRequiredLabels, Action: action, Code: rules.CodeMissingLabel,
+				Message: fmt.Sprintf("%s %s: %s %q is required: its default %q was not set (the mutating webhook did not run, or a later mutation removed it)",
+					req.Kind.Kind, displayName(req), what, l[0], l[1]),
+			})
+		}
+	}
+}
+
+// mutate evaluates requiredLabels on rego for the mutating webhook: its
+// patch, and the warning saying what the patch sets.
+func (r *RegoRules) mutate(ctx context.Context, req *admissionv1.AdmissionRequest, rs []regoRule, res *rules.Result) {
+	out, err := r.eval(ctx, req)
+	if err != nil {
+		r.failAll(rs, err, res)
+		return
+	}
+	for _, p := range out.Patch {
+		res.Patches = append(res.Patches, jsonpatch.JsonPatchOperation{Operation: p.Op, Path: p.Path, Value: p.Value})
+	}
+	for _, m := range out.Warnings {
+		if isPatchNote(m) {
+			res.Warnings = append(res.Warnings, m.Msg)
+		}
+	}
+}
+
+// failAll records a failed evaluation against every rule it was for, each
+// with its own action: a deny rule fails closed.
+func (r *RegoRules) failAll(rs []regoRule, err error, res *rules.Result) {
+	msg := "podwall: the Rego rules failed: " + err.Error() // names the bundle revision
+	for _, x := range rs {
+		addViolation(res, rules.Violation{Rule: x.name, Action: x.common.EnforcementAction, Code: CodeRegoError, Message: msg})
+	}
+}
+
+// isPatchNote tells the requiredLabels warning that describes the patch
+// from the rule's findings: it is the one message that names its rule
+// itself ("requiredLabels: set missing ..."), findings start with the
+// object's kind.
+func isPatchNote(m regorules.Message) bool {
+	return m.Rule == config.RuleRequiredLabels && strings.HasPrefix(m.Msg, config.RuleRequiredLabels+": ")
+}
+
+// addViolation adds v to res as the Go rules' Result.finish would: a deny
+// refuses the request, a warn becomes a warning "RULE: SUMMARY".
+func addViolation(res *rules.Result, v rules.Violation) {
+	res.Violations = append(res.Violations, v)
+	switch v.Action {
+	case config.Deny:
+		res.Allowed = false
+	case config.Warn:
+		res.Warnings = append(res.Warnings, v.Rule+": "+v.Summary())
+	}
+}
+
+// patchedLabels returns the [key, value] pairs the requiredLabels patch
+// adds: one label per operation into an existing label map, or a whole
+// map, or a metadata object holding one.
+func patchedLabels(ops []regorules.PatchOperation) [][2]string {
+	var out [][2]string
+	addMap := func(m map[string]any) {
+		for k, v := range m {
+			if s, ok := v.(string); ok {
+				out = append(out, [2]string{k, s})
+			}
+		}
+	}
+	for _, op := range ops {
+		switch v := op.Value.(type) {
+		case string:
+			i := strings.LastIndexByte(op.Path, '/')
+			key := strings.NewReplacer("~1", "/", "~0", "~").Replace(op.Path[i+1:])
+			out = append(out, [2]string{key, v})
+		case map[string]any:
+			if ls, ok := v["labels"].(map[string]any); ok && strings.HasSuffix(op.Path, "/metadata") {
+				addMap(ls)
+			} else {
+				addMap(v)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	return out
+}
+
+// displayName is "namespace/name" of the request's object, as the bundle
+// names it (a generateName prefix with "*" before the name is chosen).
+func displayName(req *admissionv1.AdmissionRequest) string {
+	name := req.Name
+	if name == "" {
+		var o struct {
+			Metadata struct {
+				Name, GenerateName string
+			}
+		}
+		_ = json.Unmarshal(req.Object.Raw, &o)
+		name = o.Metadata.Name
+		if name == "" && o.Metadata.GenerateName != "" {
+			name = o.Metadata.GenerateName + "*"
+		}
+	}
+	if name == "" {
+		name = "(unnamed)"
+	}
+	ns := req.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	return ns + "/" + name
+}
+
+// compileErrors splits an error from the Rego compiler into its messages,
+// one per problem (file:row: message), for logging one line each.
+func compileErrors(err error) []string {
+	var errs ast.Errors
+	if errors.As(err, &errs) && len(errs) > 0 {
+		out := make([]string, len(errs))
+		for i, e := range errs {
+			out[i] = e.Error()
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
