@@ -34,6 +34,7 @@ func newAuditCmd(e *env) *cobra.Command {
 		cmNamespace string
 		namespace   string
 		output      string
+		bundlePath  string
 	)
 	cmd := &cobra.Command{
 		Use:   "audit [--config FILE]",
@@ -72,11 +73,11 @@ a bad configuration or an unreachable cluster.`,
 			if err != nil {
 				return fmt.Errorf("connecting to the Kubernetes API: %w", err)
 			}
-			ev, err := auditEvaluator(cmd.Context(), c, configPath, cmNamespace)
+			ar, err := auditRules(cmd.Context(), c, configPath, cmNamespace, bundlePath)
 			if err != nil {
 				return err
 			}
-			findings, objects, err := auditCluster(cmd, c, ev, namespace)
+			findings, objects, err := auditCluster(cmd, c, ar, namespace)
 			if err != nil {
 				return err
 			}
@@ -93,6 +94,7 @@ a bad configuration or an unreachable cluster.`,
 	cmd.Flags().StringVar(&configPath, "config", "", "admission configuration file (default: the podwall-config ConfigMap in --config-namespace)")
 	cmd.Flags().StringVar(&cmNamespace, "config-namespace", "podwall-system", "namespace of the podwall-config ConfigMap, when --config is not given")
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "audit only this namespace (default: every namespace)")
+	cmd.Flags().StringVar(&bundlePath, "bundle", "", "OPA bundle (tar.gz or directory) for the rules whose engine is rego (default: the rules built into podwall)")
 	addOutputFlag(cmd, &output, formatTable, formatJSON, formatYAML)
 	return cmd
 }
@@ -103,9 +105,9 @@ const (
 	auditConfigKey = "podwall.yaml"
 )
 
-// auditEvaluator loads the rules from path, or else from the webhook's
+// auditRules loads the rules from path, or else from the webhook's
 // ConfigMap.
-func auditEvaluator(ctx context.Context, c client.Reader, path, cmNamespace string) (*rules.Evaluator, error) {
+func auditRules(ctx context.Context, c client.Reader, path, cmNamespace, bundlePath string) (*admissionRules, error) {
 	var cfg *config.AdmissionConfiguration
 	var err error
 	source := path
@@ -129,14 +131,7 @@ func auditEvaluator(ctx context.Context, c client.Reader, path, cmNamespace stri
 	if err != nil {
 		return nil, err
 	}
-	if err := checkEngines(source, cfg); err != nil {
-		return nil, err
-	}
-	ev, err := rules.New(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", source, err)
-	}
-	return ev, nil
+	return newAdmissionRules(ctx, source, cfg, bundlePath)
 }
 
 // auditLists are the lists audit reads: the cluster view first, then the
@@ -152,7 +147,7 @@ func auditLists() []client.ObjectList {
 // auditCluster reads the cluster through c and evaluates every checked
 // object (of namespace, or all) as a CREATE. It returns the findings and
 // the number of objects evaluated.
-func auditCluster(cmd *cobra.Command, c client.Reader, ev *rules.Evaluator, namespace string) ([]checkFinding, int, error) {
+func auditCluster(cmd *cobra.Command, c client.Reader, ar *admissionRules, namespace string) ([]checkFinding, int, error) {
 	ctx := cmd.Context()
 	var all []runtime.Object
 	for _, l := range auditLists() {
@@ -163,6 +158,10 @@ func auditCluster(cmd *cobra.Command, c client.Reader, ev *rules.Evaluator, name
 		all = append(all, items...)
 	}
 	cl := rules.NewMemoryCluster(all...)
+	if err := ar.setCluster(ctx, all); err != nil {
+		return nil, 0, err
+	}
+	ev := ar.goSide
 
 	inScope := func(o metav1.Object) bool { return namespace == "" || o.GetNamespace() == namespace }
 	var checked []manifest.Object
@@ -202,7 +201,7 @@ func auditCluster(cmd *cobra.Command, c client.Reader, ev *rules.Evaluator, name
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
-		fs, err := checkObject(cmd, ev, cl, o, false)
+		fs, err := checkObject(cmd, ar, cl, o, false)
 		if err != nil {
 			return nil, 0, err
 		}

@@ -110,7 +110,7 @@ func TestAuditCluster(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(auditObjects()...).Build()
 	cmd := &cobra.Command{}
 	cmd.SetContext(context.Background())
-	ev, err := auditEvaluator(context.Background(), c, auditConfig, "")
+	ev, err := auditRules(context.Background(), c, auditConfig, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,17 +144,17 @@ func TestAuditConfigFromConfigMap(t *testing.T) {
 	}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "podwall-system", Name: "podwall-config"}, Data: map[string]string{"podwall.yaml": string(data)}}
 	c := fake.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(cm).Build()
-	ev, err := auditEvaluator(context.Background(), c, "", "podwall-system")
-	if err != nil || len(ev.Rules()) != 3 {
+	ev, err := auditRules(context.Background(), c, "", "podwall-system", "")
+	if err != nil || len(ev.goSide.Rules()) != 3 {
 		t.Fatalf("evaluator from the ConfigMap: %v", err)
 	}
-	_, err = auditEvaluator(context.Background(), c, "", "elsewhere")
+	_, err = auditRules(context.Background(), c, "", "elsewhere", "")
 	if err == nil || !strings.Contains(err.Error(), "no --config given and no ConfigMap elsewhere/podwall-config") {
 		t.Errorf("err = %v", err)
 	}
 	cm.Data["podwall.yaml"] = "apiVersion: podwall.io/v1alpha1\nkind: AdmissionConfiguration\nrules: {requiredLabels: {labels: []}}\n"
 	c = fake.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(cm).Build()
-	_, err = auditEvaluator(context.Background(), c, "", "podwall-system")
+	_, err = auditRules(context.Background(), c, "", "podwall-system", "")
 	if err == nil || !strings.HasPrefix(err.Error(), "ConfigMap podwall-system/podwall-config: rules.requiredLabels.labels") {
 		t.Errorf("err = %v", err)
 	}

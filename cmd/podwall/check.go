@@ -46,6 +46,7 @@ func newCheckCmd(e *env) *cobra.Command {
 		configPath string
 		output     string
 		mutate     bool
+		bundlePath string
 	)
 	cmd := &cobra.Command{
 		Use:   "check -f PATH --config FILE",
@@ -56,6 +57,10 @@ to manifests, as kyverno apply or gator test do: every Pod, workload
 NetworkPolicy in the -f inputs is evaluated as a CREATE against a cluster made
 of the same inputs, so Namespaces, pods, Services and NetworkPolicies there
 (default-deny policies included) count.
+
+Each rule runs with the engine the configuration names, as in the webhook:
+the Go rules, or the Rego rules built into podwall (or the OPA bundle
+--bundle names) over the same cluster.
 
 Objects are checked as written. With --mutate the mutating side runs first, as
 in the API server: missing labels get their configured defaults (each
@@ -80,12 +85,9 @@ findings only), 2 on bad input or a bad configuration.`,
 			if err != nil {
 				return err
 			}
-			if err := checkEngines(configPath, cfg); err != nil {
-				return err
-			}
-			ev, err := rules.New(cfg)
+			ar, err := newAdmissionRules(cmd.Context(), configPath, cfg, bundlePath)
 			if err != nil {
-				return fmt.Errorf("%s: %w", configPath, err)
+				return err
 			}
 			c, err := e.load(cmd, files)
 			if err != nil {
@@ -107,13 +109,16 @@ findings only), 2 on bad input or a bad configuration.`,
 				inCluster = append(inCluster, o)
 			}
 			cl := rules.NewMemoryCluster(inCluster...)
+			if err := ar.setCluster(cmd.Context(), inCluster); err != nil {
+				return err
+			}
 			objs := checkedObjects(c.set)
 			findings := []checkFinding{}
 			for _, o := range objs {
 				if err := cmd.Context().Err(); err != nil {
 					return err
 				}
-				fs, err := checkObject(cmd, ev, cl, o, mutate)
+				fs, err := checkObject(cmd, ar, cl, o, mutate)
 				if err != nil {
 					return err
 				}
@@ -132,32 +137,9 @@ findings only), 2 on bad input or a bad configuration.`,
 	addFilenameFlag(cmd, &files)
 	cmd.Flags().StringVar(&configPath, "config", "", "admission configuration file (apiVersion podwall.io/v1alpha1, kind AdmissionConfiguration)")
 	cmd.Flags().BoolVar(&mutate, "mutate", false, "apply the mutating rules first (label defaults), as the API server does")
+	cmd.Flags().StringVar(&bundlePath, "bundle", "", "OPA bundle (tar.gz or directory) for the rules whose engine is rego (default: the rules built into podwall)")
 	addOutputFlag(cmd, &output, formatTable, formatJSON, formatYAML)
 	return cmd
-}
-
-// checkEngines refuses rules check cannot evaluate: silently skipping one
-// would report a clean result for rules never applied.
-func checkEngines(path string, cfg *config.AdmissionConfiguration) error {
-	var bad []string
-	engine := func(name string, c *config.Common) {
-		if c.Engine != config.EngineGo {
-			bad = append(bad, fmt.Sprintf("rules.%s.engine: %q is not supported by check yet (only %q)", name, c.Engine, config.EngineGo))
-		}
-	}
-	if r := cfg.Rules.RequiredLabels; r != nil {
-		engine(config.RuleRequiredLabels, &r.Common)
-	}
-	if r := cfg.Rules.DefaultDeny; r != nil {
-		engine(config.RuleDefaultDeny, &r.Common)
-	}
-	if r := cfg.Rules.NetworkPolicyHygiene; r != nil {
-		engine(config.RuleNetworkPolicyHygiene, &r.Common)
-	}
-	if len(bad) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%s: %s", path, strings.Join(bad, "; "))
 }
 
 // checkedObjects returns the Pods, workloads and NetworkPolicies of the
@@ -189,7 +171,7 @@ func isChecked(obj runtime.Object) bool {
 }
 
 // checkObject evaluates one object as a CREATE.
-func checkObject(cmd *cobra.Command, ev *rules.Evaluator, cl rules.Cluster, o manifest.Object, mutate bool) ([]checkFinding, error) {
+func checkObject(cmd *cobra.Command, ar *admissionRules, cl rules.Cluster, o manifest.Object, mutate bool) ([]checkFinding, error) {
 	gvks, _, err := scheme.Scheme.ObjectKinds(o.Obj)
 	if err != nil {
 		return nil, err
@@ -225,7 +207,7 @@ func checkObject(cmd *cobra.Command, ev *rules.Evaluator, cl rules.Cluster, o ma
 	}
 	var out []checkFinding
 	if mutate {
-		m := ev.Mutate(cmd.Context(), req, cl)
+		m := ar.mutate(cmd.Context(), req, cl)
 		for _, v := range m.Violations {
 			out = append(out, finding(v.Rule, string(v.Action), v.Code, v.Field, v.Message))
 		}
@@ -254,7 +236,7 @@ func checkObject(cmd *cobra.Command, ev *rules.Evaluator, cl rules.Cluster, o ma
 			req.Object.Raw = raw
 		}
 	}
-	r := ev.Validate(cmd.Context(), req, cl)
+	r := ar.validate(cmd.Context(), req, cl)
 	for _, v := range r.Violations {
 		out = append(out, finding(v.Rule, string(v.Action), v.Code, v.Field, v.Message))
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -139,6 +141,35 @@ func TestCheckProtectedNamespace(t *testing.T) {
 	}
 }
 
+// TestCheckRego checks that the rules on the rego engine find what the Go
+// rules find, object by object, for the seed (with and without --mutate)
+// and the shop cluster.
+func TestCheckRego(t *testing.T) {
+	for _, c := range []struct {
+		code int
+		args []string
+	}{
+		{1, []string{"-f", seed + "/cluster", "-f", seed + "/original/networkpolicy.yaml"}},
+		{0, []string{"-f", seed + "/cluster", "--mutate"}},
+		{1, []string{"-f", checkShop}},
+	} {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			goDoc := checkJSON(t, c.code, append(c.args, "--config", seedConfig)...)
+			regoDoc := checkJSON(t, c.code, append(c.args, "--config", checkData+"/seed-rego.yaml")...)
+			// The rules of one object may report in another order.
+			g, r := summarize(goDoc.Findings), summarize(regoDoc.Findings)
+			slices.Sort(g)
+			slices.Sort(r)
+			if len(g) == 0 || !slices.Equal(g, r) {
+				t.Errorf("Go rules found:\n%s\nRego rules found:\n%s", strings.Join(g, "\n"), strings.Join(r, "\n"))
+			}
+			if !maps.Equal(goDoc.Summary, regoDoc.Summary) {
+				t.Errorf("summary: Go %v, Rego %v", goDoc.Summary, regoDoc.Summary)
+			}
+		})
+	}
+}
+
 func TestCheckBadInput(t *testing.T) {
 	tests := []struct {
 		name string
@@ -153,7 +184,7 @@ func TestCheckBadInput(t *testing.T) {
 				`; rules.defaultDeny.policyTypes[0]: Unsupported value: "Sideways"`}},
 		{"config not found", []string{"-f", checkShop, "--config", checkData + "/nope.yaml"}, []string{"podwall: testdata/check/nope.yaml: no such file or directory"}},
 		{"config is not a configuration", []string{"-f", checkShop, "--config", defaultDeny}, []string{"podwall: testdata/check/default-deny.yaml: ", `unknown field "metadata"`, `unknown field "spec"`}},
-		{"rego rules", []string{"-f", checkShop, "--config", checkData + "/rego-config.yaml"}, []string{`podwall: testdata/check/rego-config.yaml: rules.requiredLabels.engine: "rego" is not supported by check yet`}},
+		{"bundle not found", []string{"-f", checkShop, "--config", checkData + "/rego-config.yaml", "--bundle", checkData + "/nope.tar.gz"}, []string{"podwall: --bundle: ", "nope.tar.gz"}},
 		{"no config", []string{"-f", checkShop}, []string{"podwall: --config: required"}},
 		{"no -f", []string{"--config", seedConfig}, []string{"podwall: -f/--filename: required"}},
 		{"bad manifest", []string{"-f", "testdata/bad/typo.yaml", "--config", seedConfig}, []string{"podwall: testdata/bad/typo.yaml#1: NetworkPolicy default/typo: "}},

@@ -406,6 +406,28 @@ func applicable(cfg *config.AdmissionConfiguration, req *admissionv1.AdmissionRe
 	return out
 }
 
+// Validate adds to res what the rego rules of cfg (the configuration last
+// given to SetConfig) say of req, as the validating webhook does. It is
+// for evaluating outside the webhook (podwall check and audit), where the
+// caller keeps data.kubernetes in Store itself.
+func (r *RegoRules) Validate(ctx context.Context, cfg *config.AdmissionConfiguration, req *admissionv1.AdmissionRequest, res *rules.Result) {
+	if rs := applicable(cfg, req, false); len(rs) > 0 {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		r.validate(ctx, req, rs, res)
+	}
+}
+
+// Mutate adds to res the patch and notes of cfg's requiredLabels rule on
+// rego for req, as the mutating webhook does; see Validate.
+func (r *RegoRules) Mutate(ctx context.Context, cfg *config.AdmissionConfiguration, req *admissionv1.AdmissionRequest, res *rules.Result) {
+	if rs := applicable(cfg, req, true); len(rs) > 0 {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		r.mutate(ctx, req, rs, res)
+	}
+}
+
 // eval evaluates req with the bundle. Callers hold r.mu shared.
 func (r *RegoRules) eval(ctx context.Context, req *admissionv1.AdmissionRequest) (*regorules.Result, error) {
 	e := r.ev.Load()

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/go-logr/logr"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	regorules "github.com/podwall/podwall/rules"
+	"github.com/podwall/podwall/webhook/config"
+	"github.com/podwall/podwall/webhook/rules"
+	"github.com/podwall/podwall/webhook/server"
+)
+
+// admissionRules evaluates a configuration's rules away from the webhook
+// (check and audit), each with the engine it names, through the same two
+// evaluators the webhook runs, so a finding here is the webhook's answer.
+type admissionRules struct {
+	cfg    *config.AdmissionConfiguration
+	goSide *rules.Evaluator
+	rego   *server.RegoRules // nil: no rule is on rego
+}
+
+// newAdmissionRules prepares cfg (read from source) with the Rego bundle at
+// bundlePath, or the embedded rules when it is "".
+func newAdmissionRules(ctx context.Context, source string, cfg *config.AdmissionConfiguration, bundlePath string) (*admissionRules, error) {
+	ev, err := rules.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	a := &admissionRules{cfg: cfg, goSide: ev}
+	if !usesRego(cfg) {
+		return a, nil
+	}
+	var b *bundle.Bundle
+	if bundlePath != "" {
+		if b, _, err = server.LoadBundle(bundlePath); err != nil {
+			return nil, fmt.Errorf("--bundle: %w", err)
+		}
+	}
+	if a.rego, err = server.NewRegoRules(ctx, b, logr.Discard()); err != nil {
+		return nil, fmt.Errorf("--bundle %s: %w", bundlePath, err)
+	}
+	if err := a.rego.SetConfig(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	return a, nil
+}
+
+// usesRego reports whether some configured rule is on the rego engine.
+func usesRego(cfg *config.AdmissionConfiguration) bool {
+	r := cfg.Rules
+	var on []*config.Common
+	if r.RequiredLabels != nil {
+		on = append(on, &r.RequiredLabels.Common)
+	}
+	if r.DefaultDeny != nil {
+		on = append(on, &r.DefaultDeny.Common)
+	}
+	if r.NetworkPolicyHygiene != nil {
+		on = append(on, &r.NetworkPolicyHygiene.Common)
+	}
+	if r.ProtectedAccess != nil {
+		on = append(on, &r.ProtectedAccess.Common)
+	}
+	return slices.ContainsFunc(on, func(c *config.Common) bool { return c.Engine == config.EngineRego })
+}
+
+// setCluster gives the Rego rules the cluster the Go rules see (their
+// data.kubernetes).
+func (a *admissionRules) setCluster(ctx context.Context, objs []runtime.Object) error {
+	if a.rego == nil {
+		return nil
+	}
+	for _, o := range objs {
+		if err := regorules.PutKubernetesObject(ctx, a.rego.Store(), o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *admissionRules) validate(ctx context.Context, req *admissionv1.AdmissionRequest, cl rules.Cluster) rules.Result {
+	res := a.goSide.Validate(ctx, req, cl)
+	if a.rego != nil {
+		a.rego.Validate(ctx, a.cfg, req, &res)
+	}
+	return res
+}
+
+func (a *admissionRules) mutate(ctx context.Context, req *admissionv1.AdmissionRequest, cl rules.Cluster) rules.Result {
+	res := a.goSide.Mutate(ctx, req, cl)
+	if a.rego != nil {
+		a.rego.Mutate(ctx, a.cfg, req, &res)
+	}
+	return res
+}
