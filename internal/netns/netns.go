@@ -1,5 +1,5 @@
 // Package netns builds throwaway network namespaces with veth pairs and a
-// bridge for dataplane tests.
+// bridge, for dataplane tests and for podwall demo.
 //
 // A Lab is a "node" namespace holding a bridge, plus namespaces ("pods",
 // or other hosts) each attached to the bridge by a veth pair and given
@@ -8,12 +8,18 @@
 // leaves the node namespace: it has no uplink. Bridged IPv4 and IPv6
 // traffic goes through the node namespace's inet forward hook
 // (bridge-nf-call-iptables and -ip6tables are set there). Names carry a
-// random prefix, so parallel runs do not collide, and the Lab removes every
-// namespace when the test ends, failed or not.
+// random prefix, so parallel runs do not collide; interfaces are named
+// inside the Lab's own namespaces, so they cannot collide either.
+//
+// [Build] makes a Lab and [Lab.Close] removes every namespace it made;
+// [New] is the test helper on top, which skips the test when a Lab cannot
+// be built here and removes the Lab when the test ends, failed or not. The
+// package does not import testing, so programs may use it.
 //
 // Building a Lab needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN), the ip tool
 // (Debian package iproute2) and a kernel with network namespaces, veth,
-// bridges and br_netfilter; New skips the test when any is missing.
+// bridges and br_netfilter; Build returns an error wrapping
+// [ErrUnavailable] when any is missing.
 package netns
 
 import (
@@ -23,6 +29,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -30,7 +37,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -44,11 +50,12 @@ type Lab struct {
 	// Bridge is the bridge's name inside Node.
 	Bridge string
 
-	t      testing.TB
-	prefix string
-	mu     sync.Mutex
-	hosts  []*NS
-	links  int
+	prefix  string
+	mu      sync.Mutex
+	hosts   []*NS
+	closers []io.Closer // servers Serve started
+	links   int
+	closed  bool
 }
 
 // NS is one network namespace of a Lab.
@@ -89,39 +96,45 @@ var origNS, origErr = func() (*os.File, error) {
 	return os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
 }()
 
-// New builds a Lab: a node namespace with a bridge that is up and
-// bridge-nf-call-iptables/-ip6tables set. It skips the test when Available
-// reports a problem, fails it when building fails, and removes every
-// namespace of the Lab when the test ends.
-func New(t testing.TB) *Lab {
-	t.Helper()
+// ErrUnavailable is wrapped by the error Build returns when this machine
+// cannot build a Lab (not root, no ip tool, no network namespaces or
+// br_netfilter), as opposed to a Lab that failed while being built.
+var ErrUnavailable = errors.New("cannot build a network lab here")
+
+// Build builds a Lab: a node namespace with a bridge that is up and
+// bridge-nf-call-iptables/-ip6tables set. The caller must Close it, which
+// removes every namespace of the Lab. The error wraps ErrUnavailable when
+// Available reports a problem or br_netfilter is missing.
+func Build() (*Lab, error) {
 	if err := Available(); err != nil {
-		t.Skipf("netns: cannot build a network lab here: %v", err)
+		return nil, fmt.Errorf("netns: %w: %v", ErrUnavailable, err)
 	}
 	var r [4]byte
 	if _, err := rand.Read(r[:]); err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("netns: %w", err)
 	}
-	l := &Lab{t: t, prefix: "pw" + hex.EncodeToString(r[:]) + "-", Bridge: "br0"}
-	t.Cleanup(l.close)
+	l := &Lab{prefix: "pw" + hex.EncodeToString(r[:]) + "-", Bridge: "br0"}
+	fail := func(err error) (*Lab, error) {
+		return nil, errors.Join(err, l.Close())
+	}
 	node, err := l.newNS("node")
 	if err != nil {
-		t.Fatalf("netns: %v", err)
+		return fail(fmt.Errorf("netns: %w", err))
 	}
 	l.Node = node
 	if err := node.ip("link set lo up", "link add br0 type bridge", "link set br0 up"); err != nil {
-		t.Fatalf("netns: bridge: %v", err)
+		return fail(fmt.Errorf("netns: bridge: %w", err))
 	}
 	// br_netfilter's switches are per namespace on current kernels.
 	for _, k := range []string{"bridge/bridge-nf-call-iptables", "bridge/bridge-nf-call-ip6tables"} {
 		if err := node.WriteSysctl("net/"+k, "1"); err != nil {
-			t.Skipf("netns: cannot enable %s in the node namespace (is br_netfilter available? modprobe br_netfilter): %v", k, err)
+			return fail(fmt.Errorf("netns: %w: cannot enable %s in the node namespace (is br_netfilter available? modprobe br_netfilter): %v", ErrUnavailable, k, err))
 		}
 	}
 	if err := node.WriteSysctl("net/ipv6/conf/br0/accept_dad", "0"); err != nil {
-		t.Fatalf("netns: %v", err)
+		return fail(fmt.Errorf("netns: %w", err))
 	}
-	return l
+	return l, nil
 }
 
 func (l *Lab) newNS(name string) (*NS, error) {
@@ -131,17 +144,30 @@ func (l *Lab) newNS(name string) (*NS, error) {
 	}
 	n := &NS{Name: full, lab: l}
 	l.mu.Lock()
-	l.hosts = append(l.hosts, n)
+	closed := l.closed
+	if !closed {
+		l.hosts = append(l.hosts, n)
+	}
 	l.mu.Unlock()
+	if closed {
+		exec.Command("ip", "netns", "del", full).Run()
+		return nil, fmt.Errorf("netns: the lab is closed")
+	}
 	return n, nil
 }
 
-func (l *Lab) close() {
+// Close stops the servers Serve started and removes every namespace of the
+// Lab, the attached ones first and the node last. It returns the errors of
+// the removals; a second Close does nothing.
+func (l *Lab) Close() error {
 	l.mu.Lock()
-	hosts := l.hosts
-	l.hosts = nil
+	hosts, closers := l.hosts, l.closers
+	l.hosts, l.closers, l.closed = nil, nil, true
 	l.mu.Unlock()
-	// Delete the attached namespaces first, the node last.
+	for _, c := range closers {
+		c.Close()
+	}
+	var errs []error
 	for i := len(hosts) - 1; i >= 0; i-- {
 		n := hosts[i]
 		n.mu.Lock()
@@ -151,8 +177,23 @@ func (l *Lab) close() {
 		}
 		n.mu.Unlock()
 		if out, err := exec.Command("ip", "netns", "del", n.Name).CombinedOutput(); err != nil {
-			l.t.Errorf("netns: ip netns del %s: %v: %s", n.Name, err, bytes.TrimSpace(out))
+			errs = append(errs, fmt.Errorf("netns: ip netns del %s: %v: %s", n.Name, err, bytes.TrimSpace(out)))
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// onClose registers c to be closed by Close, or closes it now when the Lab
+// is closed already.
+func (l *Lab) onClose(c io.Closer) {
+	l.mu.Lock()
+	if !l.closed {
+		l.closers = append(l.closers, c)
+		c = nil
+	}
+	l.mu.Unlock()
+	if c != nil {
+		c.Close()
 	}
 }
 
@@ -274,6 +315,29 @@ func (n *NS) Do(fn func() error) error {
 			runtime.UnlockOSThread()
 		}
 		errc <- err
+	}()
+	return <-errc
+}
+
+// Go runs fn in a new goroutine locked, for fn's whole life, to an OS
+// thread switched into the namespace, for loops that make many sockets
+// (Do pays two setns calls and a thread hand-off per call). It returns once
+// the thread is in the namespace, or the error of getting there. The
+// thread is not reused after fn returns: it exits with the goroutine.
+func (n *NS) Go(fn func()) error {
+	fd, err := n.FD()
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", n.Name, err)
+			return
+		}
+		errc <- nil
+		fn()
 	}()
 	return <-errc
 }

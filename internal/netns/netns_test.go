@@ -1,6 +1,7 @@
 package netns_test
 
 import (
+	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -111,5 +112,57 @@ func TestCleanup(t *testing.T) {
 		if strings.Contains(string(out), n) {
 			t.Errorf("namespace %s left behind", n)
 		}
+	}
+}
+
+// Build and Close work without a testing.TB, as podwall demo uses them.
+func TestBuildClose(t *testing.T) {
+	if err := netns.Available(); err != nil {
+		t.Skip(err)
+	}
+	lab, err := netns.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := lab.AddHost("h", netip.MustParseAddr("10.250.2.1"))
+	if err != nil {
+		lab.Close()
+		t.Fatal(err)
+	}
+	if err := h.Serve([]int{80}, nil); err != nil {
+		lab.Close()
+		t.Fatal(err)
+	}
+	// A thread that stays in the namespace.
+	done := make(chan error, 1)
+	if err := h.Go(func() {
+		ln, err := net.Listen("tcp", "10.250.2.1:81")
+		if err == nil {
+			ln.Close()
+		}
+		done <- err
+	}); err != nil {
+		t.Error(err)
+	} else if err := <-done; err != nil {
+		t.Errorf("listening in the namespace from Go: %v", err)
+	}
+	names := []string{lab.Node.Name, h.Name}
+	if err := lab.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if strings.Contains(string(out), n) {
+			t.Errorf("namespace %s left behind", n)
+		}
+	}
+	if _, err := lab.AddHost("late", netip.MustParseAddr("10.250.2.2")); err == nil {
+		t.Error("AddHost on a closed lab succeeded")
 	}
 }

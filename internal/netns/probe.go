@@ -20,7 +20,7 @@ import (
 
 // Serve starts echo servers in the namespace on every address: TCP (each
 // connection echoes what it reads) and UDP (each datagram is sent back) on
-// each port. They stop when the Lab is removed.
+// each port. They stop when the Lab is closed.
 func (n *NS) Serve(tcpPorts, udpPorts []int) error {
 	var closers []io.Closer
 	err := n.Do(func() error {
@@ -42,11 +42,9 @@ func (n *NS) Serve(tcpPorts, udpPorts []int) error {
 		}
 		return nil
 	})
-	n.lab.t.Cleanup(func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	})
+	for _, c := range closers {
+		n.lab.onClose(c)
+	}
 	if err != nil {
 		return fmt.Errorf("serve in %s: %w", n.Name, err)
 	}
