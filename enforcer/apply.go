@@ -42,10 +42,16 @@ import (
 //
 // After a successful Apply, unless WithConntrackCleanup(false), the
 // Applier deletes the conntrack entries of flows the new ruleset denies,
-// among those touching a pod whose rules now deny something they allowed
-// (or that a change of dispatch hands to other rules), so established
-// connections a change denies stop as well. A change that only allows
-// more, such as a peer pod coming up elsewhere, needs no conntrack dump.
+// so established connections a change denies stop as well. It looks only
+// at the flows the change can have denied: when a pod's rules for a
+// direction now deny something they allowed, the flows in that direction
+// with the few peers it lost (a peer pod gone elsewhere), or else all the
+// pod's flows in that direction; and the flows of addresses a change of
+// dispatch hands to other rules. A handful of such selections are asked
+// of the kernel one by one with its conntrack dump filter, so only the
+// entries they select are read; more are served by one dump of the
+// table. A change that only allows more, such as a peer pod coming up
+// elsewhere, needs no conntrack dump.
 //
 // An Applier is safe for concurrent use; Applies are serialised.
 type Applier struct {
@@ -54,6 +60,7 @@ type Applier struct {
 	conntrack bool
 	last      *Ruleset // what the kernel holds; nil when unknown
 	buf, rx   []byte   // the storage of the last batch and its answer, for the next
+	ct        ctDumper
 }
 
 // Option configures an Applier.
@@ -94,6 +101,10 @@ type Stats struct {
 	// ConntrackDeleted counts the conntrack entries deleted because the new
 	// ruleset denies their flow.
 	ConntrackDeleted int
+	// ConntrackDumps counts the conntrack dumps cleanup asked the kernel
+	// for (each walks the kernel's whole table), ConntrackRead the entries
+	// they returned.
+	ConntrackDumps, ConntrackRead int
 	// Batch is how long sending the batch and reading the kernel's answer
 	// took; Conntrack how long the conntrack cleanup took.
 	Batch, Conntrack time.Duration
@@ -116,7 +127,7 @@ func (a *Applier) Apply(ctx context.Context, rs *Ruleset) (Stats, error) {
 	prev := a.last
 	full := prev == nil || prev.Table != rs.Table || prev.AllowHostToLocalPods != rs.AllowHostToLocalPods || !sameShape(prev, rs)
 	var st Stats
-	var cut map[[16]byte]bool
+	var cut map[ctKey]bool
 	var incErr, err error
 	if !full {
 		b := a.newBuilder(rs.Table)
@@ -133,7 +144,7 @@ func (a *Applier) Apply(ctx context.Context, rs *Ruleset) (Stats, error) {
 		b.full(rs, stale)
 		st, err = a.flush(b)
 		st.Full = true
-		cut = allAddrs(rs)
+		cut = allKeys(rs)
 	}
 	if err != nil {
 		a.last = nil // unknown: the next Apply replaces the table whole
@@ -145,8 +156,8 @@ func (a *Applier) Apply(ctx context.Context, rs *Ruleset) (Stats, error) {
 	a.last = rs
 	if a.conntrack {
 		start := time.Now()
-		n, err := cutConntrack(ctx, a.netns, cut, rs)
-		st.ConntrackDeleted, st.Conntrack = n, time.Since(start)
+		err := a.ct.cut(ctx, a.netns, cut, rs, &st)
+		st.Conntrack = time.Since(start)
 		if err != nil {
 			return st, fmt.Errorf("enforcer: conntrack cleanup: %w", err)
 		}
@@ -270,19 +281,94 @@ func podIndex(rs *Ruleset) map[types.NamespacedName]*PodRuleset {
 	return m
 }
 
-// allAddrs returns the addresses of the local pods with rules.
-func allAddrs(rs *Ruleset) map[[16]byte]bool {
-	out := map[[16]byte]bool{}
+// allKeys selects the flows of the local pods with rules, both ways.
+func allKeys(rs *Ruleset) map[ctKey]bool {
+	out := map[ctKey]bool{}
 	for i := range rs.Pods {
 		p := &rs.Pods[i]
 		if p.Ingress == nil && p.Egress == nil {
 			continue
 		}
 		for _, a := range p.Addrs {
-			out[a.As16()] = true
+			out[ctKey{addr: a}] = true
+			out[ctKey{addr: a, reply: true}] = true
 		}
 	}
 	return out
+}
+
+// cutKeys selects the flows a pod direction's rules going from o to n (n
+// does not cover o) can have denied: those with the peers n lost when
+// they are a few single addresses, else all the pod's flows in that
+// direction.
+func cutKeys(keys map[ctKey]bool, p *PodRuleset, dir policylib.Direction, o, n *Rules) {
+	toPod := dir == policylib.Ingress // ingress judges flows to the pod
+	if o != nil {
+		if lost, ok := fewAddrs(lostPeers(o, n), maxFilteredDumps); ok {
+			for _, a := range lost {
+				keys[ctKey{addr: a, reply: !toPod}] = true
+			}
+			return
+		}
+	}
+	for _, a := range p.Addrs {
+		keys[ctKey{addr: a, reply: toPod}] = true
+	}
+}
+
+// lostPeers returns the peers with which o permits some flow that n does
+// not, or more: a peer n permits on part of a port range of o only counts
+// as lost.
+func lostPeers(o, n *Rules) addrset.Set {
+	lost := o.Any.Difference(n.Any)
+	for i := range o.Ports {
+		op := &o.Ports[i]
+		rest := op.Peers.Difference(n.Any)
+		if rest.IsEmpty() {
+			continue
+		}
+		// The peers every range of n over op's range permits; none where
+		// n leaves part of it uncovered.
+		var kept addrset.Set
+		next, first := int(op.First), true
+		for j := range n.Ports {
+			np := &n.Ports[j]
+			if np.Protocol != op.Protocol || np.Last < op.First || np.First > op.Last {
+				continue
+			}
+			if int(np.First) > next {
+				break
+			}
+			if first {
+				kept, first = np.Peers, false
+			} else {
+				kept = kept.Intersect(np.Peers)
+			}
+			next = int(np.Last) + 1
+		}
+		if next > int(op.Last) {
+			rest = rest.Difference(kept)
+		}
+		lost = lost.Union(rest)
+	}
+	return lost
+}
+
+// fewAddrs lists the addresses of s when it holds at most max single
+// addresses.
+func fewAddrs(s addrset.Set, max int) ([]netip.Addr, bool) {
+	rs := s.Ranges()
+	if len(rs) > max {
+		return nil, false
+	}
+	out := make([]netip.Addr, 0, len(rs))
+	for _, r := range rs {
+		if r.From != r.To {
+			return nil, false
+		}
+		out = append(out, r.From)
+	}
+	return out, true
 }
 
 // covers reports whether n permits every flow o permits (nil permits
@@ -563,13 +649,13 @@ func dispatchElem(e mapEntry) elem {
 }
 
 // incremental fills a batch that turns prev into rs, which must have the
-// same table options and chain shapes (sameShape). It returns the
-// addresses whose flows conntrack cleanup must check: those of pods whose
-// rules now deny something they allowed, and those the dispatch maps now
-// send to another chain.
-func (b *builder) incremental(prev, rs *Ruleset) map[[16]byte]bool {
+// same table options and chain shapes (sameShape). It returns what
+// conntrack cleanup must check: the flows of pod directions whose rules
+// now deny something they allowed (see cutKeys), and the flows of
+// addresses the dispatch maps now send to another chain.
+func (b *builder) incremental(prev, rs *Ruleset) map[ctKey]bool {
 	old := podIndex(prev)
-	cut := map[[16]byte]bool{}
+	cut := map[ctKey]bool{}
 
 	// 1. Dispatch entries that go or change, before their chains go.
 	type mapAdd struct {
@@ -591,7 +677,7 @@ func (b *builder) incremental(prev, rs *Ruleset) map[[16]byte]bool {
 					continue
 				}
 				add = append(add, e)
-				cut[e.addr.As16()] = true
+				cut[ctKey{addr: e.addr, reply: dir == policylib.Ingress}] = true
 			}
 			for a, c := range was {
 				b.elem(opDel, m, dispatchElem(mapEntry{a, c}))
@@ -617,7 +703,7 @@ func (b *builder) incremental(prev, rs *Ruleset) map[[16]byte]bool {
 	for i := range rs.Pods {
 		p := &rs.Pods[i]
 		o := old[p.Pod]
-		changed, narrowed := false, false
+		changed := false
 		for _, dir := range directions {
 			r := p.rules(dir)
 			var or *Rules
@@ -629,16 +715,14 @@ func (b *builder) incremental(prev, rs *Ruleset) map[[16]byte]bool {
 				changed = changed || or != nil
 			case or == nil:
 				b.addPodChain(p, dir)
-				changed, narrowed = true, true
+				changed = true
+				cutKeys(cut, p, dir, nil, r)
 			case !or.Equal(r):
 				b.updatePodChain(p, dir, or, r)
 				changed = true
-				narrowed = narrowed || !covers(r, or)
-			}
-		}
-		if narrowed {
-			for _, a := range p.Addrs {
-				cut[a.As16()] = true
+				if !covers(r, or) {
+					cutKeys(cut, p, dir, or, r)
+				}
 			}
 		}
 		if changed || o != nil && !slices.Equal(o.Addrs, p.Addrs) {

@@ -2,6 +2,7 @@ package enforcer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -10,6 +11,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/podwall/podwall/enforcer"
 	"github.com/podwall/podwall/internal/netns"
@@ -411,6 +416,59 @@ func TestConntrackCut(t *testing.T) {
 	}
 }
 
+// TestConntrackCutLostPeer checks the targeted cleanup: when a pod's
+// ingress loses one peer, only the flows from that peer are read (through
+// the kernel's dump filter for IPv4) and cut, and the others go on.
+func TestConntrackCutLostPeer(t *testing.T) {
+	t.Parallel()
+	toA := func(name string, from ...string) *networkingv1.NetworkPolicy {
+		var ps []networkingv1.NetworkPolicyPeer
+		for _, f := range from {
+			ps = append(ps, podPeer(sel("pod", f)))
+		}
+		return withIngress(policy("x", "to-a", sel("pod", "a"), ingressOnly), ingress(ps))
+	}
+	both, onlyB := e2eScenario("b and c", toA("b", "b", "c")), e2eScenario("b", toA("b", "b"))
+	w := newWorld(t, both)
+	_, rsBoth := both.compile(t)
+	_, rsB := onlyB.compile(t)
+	xa, xb, xc, ya := e2eAddr(0, 0, false), e2eAddr(0, 1, false), e2eAddr(0, 2, false), e2eAddr(1, 0, false)
+	xa6, xc6 := e2eAddr(0, 0, true), e2eAddr(0, 2, true)
+	apply(t, w.applier, rsBoth)
+	dial := func(from, to netip.Addr) func() error {
+		c, err := w.owner[from].DialTCP(to, 80, confirmTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return func() error { return netns.Echo(c, 500*time.Millisecond) }
+	}
+	lost, lost6, kept, other := dial(xc, xa), dial(xc6, xa6), dial(xb, xa), dial(ya, xb)
+	for _, echo := range []func() error{lost, lost6, kept, other} {
+		if err := echo(); err != nil {
+			t.Fatalf("before the change: %v", err)
+		}
+	}
+	// With so few entries one unfiltered dump costs less than the two that
+	// filtering takes (each walks the kernel's table); make it filter.
+	enforcer.FilterConntrackAlways(w.applier)
+	st := apply(t, w.applier, rsB)
+	// One filtered IPv4 dump for x/c's address, one IPv6 dump.
+	if st.ConntrackDumps != 2 || st.ConntrackDeleted != 2 {
+		t.Errorf("conntrack dumps %d, entries read %d, deleted %d; want 2 dumps and 2 entries deleted", st.ConntrackDumps, st.ConntrackRead, st.ConntrackDeleted)
+	}
+	for name, echo := range map[string]func() error{"x/c->x/a": lost, "x/c->x/a v6": lost6} {
+		if err := echo(); err == nil {
+			t.Errorf("%s: the established flow still works after a change denied it", name)
+		}
+	}
+	for name, echo := range map[string]func() error{"x/b->x/a": kept, "y/a->x/b": other} {
+		if err := echo(); err != nil {
+			t.Errorf("%s: an allowed connection broke: %v", name, err)
+		}
+	}
+}
+
 // udpSession opens a UDP socket from a namespace to dst:80 and returns an
 // echo over it, which reuses one conntrack entry.
 func udpSession(t *testing.T, from *netns.NS, dst netip.Addr) func() error {
@@ -460,4 +518,120 @@ func TestConntrackCutNAT(t *testing.T) {
 	if err := netns.Echo(c, 500*time.Millisecond); err == nil {
 		t.Error("the translated connection still works after the change denied it")
 	}
+}
+
+// IPv6 neighbour discovery (ICMPv6 types 133-137) passes whatever the
+// policies say: a pod isolated for egress still solicits its router and
+// neighbours from its own address, and one isolated for ingress still
+// hears advertisements and redirects. An echo request, which the policies
+// judge, is the control.
+func TestNeighbourDiscoveryPasses(t *testing.T) {
+	t.Parallel()
+	node := netip.MustParseAddr("fd00:77::1")
+	addrA, addrB := netip.MustParseAddr("fd00:77::a"), netip.MustParseAddr("fd00:77::b")
+	s := scenario{
+		name: "ndp",
+		snap: policylib.Snapshot{
+			Namespaces: []*corev1.Namespace{namespace("x", nil)},
+			Pods: []*corev1.Pod{
+				pod("x", "a", labels("pod", "a"), []netip.Addr{addrA}),
+				pod("x", "b", labels("pod", "b"), []netip.Addr{addrB}),
+			},
+			Policies: []*networkingv1.NetworkPolicy{
+				policy("x", "a-no-egress", sel("pod", "a"), egressOnly),
+				policy("x", "b-no-ingress", sel("pod", "b"), ingressOnly),
+			},
+		},
+		nodeAddrs: []netip.Addr{node},
+		opts:      enforcer.Options{AllowHostToLocalPods: enforcer.Bool(false)},
+	}
+	lab := netns.New(t)
+	if err := lab.AddNodeAddrs(node); err != nil {
+		t.Fatal(err)
+	}
+	a, err := lab.AddHost("a", addrA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := lab.AddHost("b", addrB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rs := s.compile(t)
+	apply(t, applierIn(t, lab.Node), rs)
+
+	const echoRequest = 128
+	types := []byte{echoRequest, 133, 134, 135, 136, 137}
+	for _, c := range []struct {
+		what     string
+		from, to *netns.NS
+		src, dst netip.Addr
+	}{
+		{"egress-isolated pod to the node (input)", a, lab.Node, addrA, node},
+		{"egress-isolated pod to an ingress-isolated pod (forward)", a, b, addrA, addrB},
+		{"the node to an ingress-isolated pod (output)", lab.Node, b, node, addrB},
+	} {
+		got := icmp6Through(t, c.from, c.to, c.src, c.dst, types)
+		want := []byte{133, 134, 135, 136, 137}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: ICMPv6 types that got through %v, want %v", c.what, got, want)
+		}
+	}
+}
+
+// icmp6Through sends one ICMPv6 message of each type from src (in from) to
+// dst (in to), each marked so the receiver tells it from the kernel's own
+// neighbour discovery, and returns the types that arrived, sorted.
+func icmp6Through(t *testing.T, from, to *netns.NS, src, dst netip.Addr, types []byte) []byte {
+	t.Helper()
+	marker := []byte("podwall-ndp-test")
+	var rx, tx int
+	if err := to.Do(func() (err error) {
+		rx, err = unix.Socket(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_ICMPV6)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rx)
+	if err := unix.SetsockoptTimeval(rx, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 300_000}); err != nil {
+		t.Fatal(err)
+	}
+	if err := from.Do(func() (err error) {
+		if tx, err = unix.Socket(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_ICMPV6); err != nil {
+			return err
+		}
+		// Hop limit 255, as neighbour discovery must be sent with.
+		if err := unix.SetsockoptInt(tx, unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, 255); err != nil {
+			return err
+		}
+		return unix.Bind(tx, &unix.SockaddrInet6{Addr: src.As16()})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(tx)
+	for _, typ := range types {
+		// Type, code, checksum (the kernel fills it in), 4 reserved bytes.
+		msg := append([]byte{typ, 0, 0, 0, 0, 0, 0, 0}, marker...)
+		err := unix.Sendto(tx, msg, 0, &unix.SockaddrInet6{Addr: dst.As16()})
+		if err != nil && !errors.Is(err, unix.EPERM) { // EPERM: the output hook dropped it
+			t.Fatalf("send ICMPv6 type %d %s -> %s: %v", typ, src, dst, err)
+		}
+	}
+	var got []byte
+	buf := make([]byte, 1500)
+	for {
+		n, sa, err := unix.Recvfrom(rx, buf, 0)
+		if err != nil {
+			break // the timeout: everything that got through is in
+		}
+		sa6, ok := sa.(*unix.SockaddrInet6)
+		if !ok || netip.AddrFrom16(sa6.Addr) != src || n < 8+len(marker) || string(buf[8:8+len(marker)]) != string(marker) {
+			continue
+		}
+		if !slices.Contains(got, buf[0]) {
+			got = append(got, buf[0])
+		}
+	}
+	slices.Sort(got)
+	return got
 }

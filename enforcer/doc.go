@@ -9,12 +9,14 @@
 //     protocol and port range, made disjoint so that nftables interval sets
 //     take them. It is pure and fast, and [Ruleset.Allowed] answers what
 //     the kernel will do with a flow, which tests compare with
-//     [policylib.Engine.Decide].
+//     [policylib.Engine.Decide]. A [Compiler] does the same from one
+//     change to the next, asking the engine again only for the pods the
+//     caller marks stale, which is most of the cost.
 //   - [Ruleset.Render] prints it as an nft -f script (dry runs, reviews,
 //     golden tests).
 //   - An [Applier] installs it in one nftables transaction, later updates
 //     only what changed, and deletes the conntrack entries of flows a
-//     change denies.
+//     change denies, reading only those the change can have denied.
 //
 // # The table
 //
@@ -24,10 +26,11 @@
 // pod traffic; bridged traffic reaches it only with
 // net.bridge.bridge-nf-call-iptables=1, and -ip6tables=1 for IPv6) accepts
 // established and related traffic, drops invalid packets, lets IPv6
-// neighbour discovery through, then looks the source address up in a
-// verdict map (egress4 or egress6) and jumps to the source pod's egress
-// chain, then looks the destination up (ingress4, ingress6) and jumps to
-// its ingress chain. The input hook does the egress half for traffic from
+// neighbour discovery (ICMPv6 types 133-137, whatever the policies say, as
+// Calico does) through, then looks the source address up in a verdict map
+// (egress4 or egress6) and jumps to the source pod's egress chain, then
+// looks the destination up (ingress4, ingress6) and jumps to its ingress
+// chain. The input hook does the egress half for traffic from
 // pods to the node; the output hook the ingress half for traffic from the
 // node, unless [Options.AllowHostToLocalPods] (the default) lets the host
 // reach its pods, as kubelet probes need.

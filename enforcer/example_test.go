@@ -129,8 +129,8 @@ func ExampleRuleset_Render() {
 	// 	chain forward {
 	// 		type filter hook forward priority filter; policy accept;
 	// 		ct state established,related accept
+	// 		icmpv6 type 133-137 accept
 	// 		ct state invalid drop
-	// 		icmpv6 type 135-136 accept
 	// 		ip saddr vmap @egress4
 	// 		ip6 saddr vmap @egress6
 	// 		ip daddr vmap @ingress4
@@ -140,7 +140,7 @@ func ExampleRuleset_Render() {
 	// 	chain input {
 	// 		type filter hook input priority filter; policy accept;
 	// 		ct state established,related accept
-	// 		icmpv6 type 135-136 accept
+	// 		icmpv6 type 133-137 accept
 	// 		ip saddr vmap @egress4
 	// 		ip6 saddr vmap @egress6
 	// 	}

@@ -1,5 +1,7 @@
 package enforcer
 
+import "github.com/podwall/podwall/policylib/addrset"
+
 // buildBuf keeps BuildBatch's storage between calls, as an Applier does.
 var buildBuf []byte
 
@@ -20,3 +22,11 @@ func BuildBatch(prev, rs *Ruleset) (messages, bytes int) {
 
 // Covers reports whether n permits every flow o permits.
 func Covers(n, o *Rules) bool { return covers(n, o) }
+
+// LostPeers returns the peers with which o permits some flow n does not
+// (or more).
+func LostPeers(o, n *Rules) addrset.Set { return lostPeers(o, n) }
+
+// FilterConntrackAlways makes a's conntrack cleanup use the kernel's dump
+// filter however few entries the namespace holds.
+func FilterConntrackAlways(a *Applier) { a.ct.alwaysFilter = true }

@@ -331,3 +331,142 @@ func TestCovers(t *testing.T) {
 		t.Errorf("Covers held for %d changed rules and failed %d times: the cases do not exercise both", yes, no)
 	}
 }
+
+// TestLostPeers checks what targeted conntrack cleanup relies on: every
+// flow old rules permit and new ones do not is with a peer LostPeers names;
+// and it names no more than the peer that lost something when an old port
+// range is split among new ones.
+func TestLostPeers(t *testing.T) {
+	var probes []struct {
+		proto policylib.Protocol
+		port  int32
+	}
+	probes = append(probes, struct {
+		proto policylib.Protocol
+		port  int32
+	}{policylib.ICMP, 0})
+	for port := int32(78); port <= 84; port++ {
+		probes = append(probes, struct {
+			proto policylib.Protocol
+			port  int32
+		}{policylib.TCP, port}, struct {
+			proto policylib.Protocol
+			port  int32
+		}{policylib.UDP, port})
+	}
+	lostSome := 0
+	for seed := range uint64(200) {
+		a, b := randomScenario(seed), randomScenario(seed+1)
+		_, ra := a.compile(t)
+		_, rb := b.compile(t)
+		peers := append(a.endpointAddrs(), netip.MustParseAddr("10.241.0.7"), netip.MustParseAddr("172.19.5.5"), netip.MustParseAddr("8.8.8.8"))
+		for i := range ra.Pods {
+			for _, pair := range [][2]*enforcer.Rules{
+				{ra.Pods[i].Ingress, rb.Pods[i].Ingress}, {ra.Pods[i].Egress, rb.Pods[i].Egress},
+				{rb.Pods[i].Ingress, ra.Pods[i].Ingress}, {rb.Pods[i].Egress, ra.Pods[i].Egress},
+			} {
+				old, new := pair[0], pair[1]
+				if old == nil || new == nil {
+					continue // cleanup does not ask: a newly isolated direction cuts all the pod's flows
+				}
+				lost := enforcer.LostPeers(old, new)
+				for _, peer := range peers {
+					for _, pr := range probes {
+						if old.Permits(peer, pr.proto, pr.port) && !new.Permits(peer, pr.proto, pr.port) {
+							lostSome++
+							if !lost.Contains(peer) {
+								t.Fatalf("seed %d pod %s: %s %s/%d is no longer permitted, but LostPeers gives %s\nold %+v\nnew %+v",
+									seed, ra.Pods[i].Pod, peer, pr.proto, pr.port, lost, old, new)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if lostSome == 0 {
+		t.Error("no rules lost a flow: the cases do not exercise LostPeers")
+	}
+	// Exactly one peer lost: a peer removed from a port range's peers.
+	a, b, c := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")
+	one := func(xs ...netip.Addr) addrset.Set {
+		var s addrset.Set
+		for _, x := range xs {
+			s = s.Union(addrset.FromPrefix(netip.PrefixFrom(x, 32)))
+		}
+		return s
+	}
+	old := &enforcer.Rules{Any: one(a), Ports: []enforcer.PortRule{{Protocol: policylib.TCP, First: 80, Last: 90, Peers: one(b, c)}}}
+	new := &enforcer.Rules{Any: one(a), Ports: []enforcer.PortRule{
+		{Protocol: policylib.TCP, First: 80, Last: 84, Peers: one(b)},
+		{Protocol: policylib.TCP, First: 85, Last: 90, Peers: one(b, c)},
+	}}
+	if got := enforcer.LostPeers(old, new); !got.Equal(one(c)) {
+		t.Errorf("LostPeers = %s, want {%s/32}", got, c)
+	}
+}
+
+// A Compiler asks the engine only for the pods marked stale and new ones,
+// keeps the rules of the others, and gives what Compile gives once every
+// pod whose rules changed is marked.
+func TestCompilerReuses(t *testing.T) {
+	s := e2eScenario("x/a ingress from y",
+		withIngress(policy("x", "a-from-y", sel("pod", "a"), ingressOnly), ingress(peers(nsPeer(sel("ns", "y"))))))
+	e := s.engine(t)
+	local := s.local()
+	c := enforcer.NewCompiler()
+	first, err := c.Compile(e, local, s.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Recompiled() != len(local) {
+		t.Errorf("first Compile recompiled %d pods, want all %d", c.Recompiled(), len(local))
+	}
+	// A new pod in y: x/a's peers grow. Unmarked, x/a keeps its old rules.
+	if err := e.SetPod(pod("y", "d", labels("pod", "d"), []netip.Addr{netip.MustParseAddr("10.240.1.9")})); err != nil {
+		t.Fatal(err)
+	}
+	xa := types.NamespacedName{Namespace: "x", Name: "a"}
+	rs, err := c.Compile(e, local, s.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Recompiled() != 0 || rs.Render() != first.Render() {
+		t.Errorf("nothing marked: recompiled %d pods, ruleset changed %v", c.Recompiled(), rs.Render() != first.Render())
+	}
+	if n := c.InvalidateIsolatedBy(func(p types.NamespacedName) bool { return p.Name == "a-from-y" }); n != 1 {
+		t.Errorf("InvalidateIsolatedBy marked %d pods, want x/a only", n)
+	}
+	if n := c.Invalidate(xa); n != 0 {
+		t.Errorf("marking x/a again counted %d", n)
+	}
+	rs, err = c.Compile(e, local, s.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := enforcer.Compile(e, local, s.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Recompiled() != 1 || rs.Render() != fresh.Render() {
+		t.Errorf("x/a marked: recompiled %d pods; ruleset\n%s\nwant\n%s", c.Recompiled(), rs.Render(), fresh.Render())
+	}
+	// Unchanged pods share their rules with the previous ruleset, so an
+	// Applier's comparison of them is a pointer comparison.
+	for i := range rs.Pods {
+		if p := rs.Pods[i]; p.Pod != xa && p.Ingress != first.Pods[i].Ingress {
+			t.Errorf("%s: rules not shared with the previous ruleset", p.Pod)
+		}
+	}
+	// A pod that stops being local is forgotten; one namespace's pods are
+	// marked by InvalidateNamespace; InvalidateAll marks every pod.
+	if _, err := c.Compile(e, local[1:], s.options()); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.InvalidateNamespace("x"); n != 2 {
+		t.Errorf("InvalidateNamespace(x) marked %d pods, want x/b and x/c", n)
+	}
+	if n := c.InvalidateAll(); n != len(local)-3 {
+		t.Errorf("InvalidateAll marked %d more pods, want %d", n, len(local)-3)
+	}
+}

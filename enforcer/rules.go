@@ -2,6 +2,7 @@ package enforcer
 
 import (
 	"slices"
+	"strconv"
 
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -18,7 +19,7 @@ type ruleKind uint8
 const (
 	ruleEstablished ruleKind = iota // ct state established,related accept
 	ruleInvalid                     // ct state invalid drop
-	ruleNeighbor                    // icmpv6 type 135-136 accept (neighbour discovery)
+	ruleNeighbor                    // icmpv6 type 133-137 accept (neighbour discovery)
 	ruleDispatch                    // ip saddr vmap @map
 	ruleAny                         // ip saddr @set return
 	rulePorts                       // meta l4proto . th dport vmap @map
@@ -42,9 +43,9 @@ type baseChain struct {
 // bridge-nf-call-iptables=1): the source's egress, then the destination's
 // ingress. input carries pod-to-node traffic: the source's egress. output
 // carries node-to-pod traffic: the destination's ingress, unless the host
-// may reach its pods. Neighbour solicitations and advertisements always
-// pass, as IPv6 needs them and they carry pod addresses. Invalid packets
-// are dropped on forward only: the node's own traffic is not ours to judge.
+// may reach its pods. IPv6 neighbour discovery always passes (see
+// ndpFirst). Invalid packets are dropped on forward only: the node's own
+// traffic is not ours to judge.
 func baseChains(allowHost bool) []baseChain {
 	egress := []rule{
 		{kind: ruleDispatch, saddr: true, set: mapName(policylib.Egress, false)},
@@ -55,11 +56,13 @@ func baseChains(allowHost bool) []baseChain {
 		{kind: ruleDispatch, v6: true, set: mapName(policylib.Ingress, true)},
 	}
 	head := func(invalid bool) []rule {
-		rs := []rule{{kind: ruleEstablished}}
+		// Neighbour discovery before the invalid check: conntrack leaves
+		// most of it untracked, but calls a redirect invalid.
+		rs := []rule{{kind: ruleEstablished}, {kind: ruleNeighbor}}
 		if invalid {
 			rs = append(rs, rule{kind: ruleInvalid})
 		}
-		return append(rs, rule{kind: ruleNeighbor})
+		return rs
 	}
 	chains := []baseChain{
 		{chainForward, slices.Concat(head(true), egress, ingress)},
@@ -105,6 +108,22 @@ func portChainRules(dir policylib.Direction, chain string, v4, v6 bool) []rule {
 	return append(rs, rule{kind: ruleDrop})
 }
 
+// ndpFirst to ndpLast are the ICMPv6 types of neighbour discovery (RFC
+// 4861): router solicitation (133) and advertisement (134), neighbour
+// solicitation (135) and advertisement (136), and redirect (137). They pass
+// whatever the policies say, before any pod's chain, as Calico lets them:
+// IPv6 does not work without them (address resolution, duplicate address
+// detection, finding a router, learning a better first hop), NetworkPolicy
+// cannot express ICMP rules to allow them, and they often carry a pod's
+// address (a solicitation for a global address is sent from one), so an
+// egress-isolated pod would otherwise lose its neighbours and its router.
+// They are confined to the link: a receiver drops any whose hop limit is
+// not 255, so no router forwards them and they open no path beyond it.
+const (
+	ndpFirst = 133
+	ndpLast  = 137
+)
+
 func (r rule) text() string {
 	ip, addr := "ip", "daddr"
 	if r.v6 {
@@ -119,7 +138,7 @@ func (r rule) text() string {
 	case ruleInvalid:
 		return "ct state invalid drop"
 	case ruleNeighbor:
-		return "icmpv6 type 135-136 accept"
+		return "icmpv6 type " + strconv.Itoa(ndpFirst) + "-" + strconv.Itoa(ndpLast) + " accept"
 	case ruleDispatch:
 		return ip + " " + addr + " vmap @" + r.set
 	case ruleAny:
@@ -152,8 +171,8 @@ func (r rule) exprs(setID uint32) []expr.Any {
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_ICMPV6}},
 			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-			&expr.Cmp{Op: expr.CmpOpGte, Register: reg1, Data: []byte{135}},
-			&expr.Cmp{Op: expr.CmpOpLte, Register: reg1, Data: []byte{136}},
+			&expr.Cmp{Op: expr.CmpOpGte, Register: reg1, Data: []byte{ndpFirst}},
+			&expr.Cmp{Op: expr.CmpOpLte, Register: reg1, Data: []byte{ndpLast}},
 			&expr.Verdict{Kind: expr.VerdictAccept},
 		}
 	case ruleDispatch:

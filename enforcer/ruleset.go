@@ -94,6 +94,9 @@ func (p PortRule) String() string {
 // Equal reports whether r and o allow the same traffic (and name the same
 // policies).
 func (r *Rules) Equal(o *Rules) bool {
+	if r == o {
+		return true // also what an unchanged pod's rules from a Compiler compare as
+	}
 	if r == nil || o == nil {
 		return r == o
 	}
@@ -161,8 +164,126 @@ func (r *Ruleset) Allowed(src, dst netip.Addr, proto policylib.Protocol, port in
 // Compile builds the ruleset of the local pods, the pods that run on this
 // node (callers usually pick those whose spec.nodeName is the node's name).
 // Every local pod must be known to the engine; pods without an address are
-// left out, as the kernel cannot tell their traffic apart.
+// left out, as the kernel cannot tell their traffic apart. A [Compiler]
+// does the same incrementally.
 func Compile(e *policylib.Engine, local []types.NamespacedName, opts Options) (*Ruleset, error) {
+	return NewCompiler().Compile(e, local, opts)
+}
+
+// Compiler compiles rulesets as Compile does, but keeps each local pod's
+// compiled rules from one Compile to the next and asks the engine again
+// only for the pods marked stale and those it has not compiled before, so
+// that the cost of a change follows the number of local pods it touches
+// rather than the number of local pods. Asking the engine is most of
+// Compile's cost: it builds each pod's peer address sets.
+//
+// The caller marks stale every local pod whose [policylib.Engine.PodRules]
+// may have changed since the last Compile: the pods a changed policy may
+// select (InvalidateNamespace), those isolated by a policy whose peers may
+// match a changed pod or namespace (InvalidateIsolatedBy), and changed pods
+// themselves (Invalidate). A pod left unmarked keeps rules that may be out
+// of date, so when in doubt, mark more; InvalidateAll starts afresh.
+//
+// A Compiler is not safe for concurrent use. Rulesets it returns share the
+// rules of unchanged pods, which is safe as Rulesets never change.
+type Compiler struct {
+	pods       map[types.NamespacedName]*compiledPod
+	stale      map[types.NamespacedName]bool // cached pods to ask the engine for again
+	recompiled int                           // pods asked of the engine by the last Compile
+}
+
+// compiledPod is what a Compiler keeps of one local pod.
+type compiledPod struct {
+	rules PodRuleset // no Addrs: the pod has no address and is left out
+	// isolating are the policies isolating each direction (indexed by
+	// policylib.Direction), kept even when the compiled rules are nil
+	// because a rule allows everything: a change to one of them can
+	// still narrow the pod's rules.
+	isolating [2][]types.NamespacedName
+}
+
+// NewCompiler returns a Compiler that has compiled nothing yet.
+func NewCompiler() *Compiler {
+	return &Compiler{pods: map[types.NamespacedName]*compiledPod{}, stale: map[types.NamespacedName]bool{}}
+}
+
+// The Invalidate methods return how many pods they newly marked stale.
+// Only pods the Compiler holds can be marked (the others are asked for
+// anyway); none marked means the next Compile returns the same rules as
+// the last for every pod that was local then.
+
+// Invalidate marks pods stale.
+func (c *Compiler) Invalidate(pods ...types.NamespacedName) int {
+	n := 0
+	for _, k := range pods {
+		n += c.mark(k)
+	}
+	return n
+}
+
+func (c *Compiler) mark(k types.NamespacedName) int {
+	if _, ok := c.pods[k]; !ok || c.stale[k] {
+		return 0
+	}
+	c.stale[k] = true
+	return 1
+}
+
+// InvalidateAll marks every pod stale: the next Compile asks the engine
+// for every local pod, as Compile does.
+func (c *Compiler) InvalidateAll() int {
+	n := 0
+	for k := range c.pods {
+		n += c.mark(k)
+	}
+	return n
+}
+
+// InvalidateNamespace marks stale every pod of a namespace, as a change to
+// a NetworkPolicy there may select or unselect any of them (a policy
+// selects pods of its own namespace only).
+func (c *Compiler) InvalidateNamespace(namespace string) int {
+	n := 0
+	for k := range c.pods {
+		if k.Namespace == namespace {
+			n += c.mark(k)
+		}
+	}
+	return n
+}
+
+// InvalidateIsolatedBy marks stale every pod that a policy for which
+// affected returns true isolates in either direction, as compiled last.
+// Pods already stale are skipped, so affected is not asked about their
+// policies, which may have changed since.
+func (c *Compiler) InvalidateIsolatedBy(affected func(policy types.NamespacedName) bool) int {
+	n := 0
+	for k, p := range c.pods {
+		if c.stale[k] {
+			continue
+		}
+	check:
+		for _, pols := range p.isolating {
+			for _, pol := range pols {
+				if affected(pol) {
+					n += c.mark(k)
+					break check
+				}
+			}
+		}
+	}
+	return n
+}
+
+// Recompiled is the number of local pods the last Compile asked the engine
+// for; the others kept their rules.
+func (c *Compiler) Recompiled() int { return c.recompiled }
+
+// Compile builds the ruleset of the local pods, as the package's Compile
+// does, asking the engine only for the pods that are stale or new to the
+// Compiler. On success the Compiler forgets pods that are no longer local
+// and clears every stale mark; on error the marks stay for the next try.
+func (c *Compiler) Compile(e *policylib.Engine, local []types.NamespacedName, opts Options) (*Ruleset, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -183,29 +304,52 @@ func Compile(e *policylib.Engine, local []types.NamespacedName, opts Options) (*
 	keys := slices.Clone(local)
 	slices.SortFunc(keys, compareKeys)
 	keys = slices.Compact(keys)
+	c.recompiled = 0
 	for _, k := range keys {
-		pr, err := e.PodRules(k.Namespace, k.Name)
-		if err != nil {
-			return nil, fmt.Errorf("enforcer: local pod %s: %w", k, err)
+		p, ok := c.pods[k]
+		if !ok || c.stale[k] {
+			pr, err := e.PodRules(k.Namespace, k.Name)
+			if err != nil {
+				return nil, fmt.Errorf("enforcer: local pod %s: %w", k, err)
+			}
+			p = compilePod(k, pr)
+			c.pods[k] = p
+			delete(c.stale, k)
+			c.recompiled++
 		}
-		if len(pr.Addrs) == 0 {
-			continue
+		if len(p.rules.Addrs) > 0 {
+			rs.Pods = append(rs.Pods, p.rules)
 		}
-		addrs := make([]netip.Addr, len(pr.Addrs))
-		for i, a := range pr.Addrs {
-			addrs[i] = a.Unmap()
-		}
-		slices.SortFunc(addrs, netip.Addr.Compare) // IPv4 sorts first
-		addrs = slices.Compact(addrs)
-		rs.Pods = append(rs.Pods, PodRuleset{
-			Pod:     k,
-			Addrs:   addrs,
-			Ingress: compileDirection(pr.Ingress),
-			Egress:  compileDirection(pr.Egress),
-		})
 	}
+	if len(c.pods) > len(keys) {
+		for k := range c.pods {
+			if _, found := slices.BinarySearchFunc(keys, k, compareKeys); !found {
+				delete(c.pods, k)
+			}
+		}
+	}
+	clear(c.stale)
 	rs.index()
 	return rs, nil
+}
+
+// compilePod compiles one local pod's rules.
+func compilePod(k types.NamespacedName, pr policylib.PodRules) *compiledPod {
+	p := &compiledPod{rules: PodRuleset{Pod: k}}
+	p.isolating[policylib.Ingress] = slices.Clone(pr.Ingress.Policies)
+	p.isolating[policylib.Egress] = slices.Clone(pr.Egress.Policies)
+	if len(pr.Addrs) == 0 {
+		return p
+	}
+	addrs := make([]netip.Addr, len(pr.Addrs))
+	for i, a := range pr.Addrs {
+		addrs[i] = a.Unmap()
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare) // IPv4 sorts first
+	p.rules.Addrs = slices.Compact(addrs)
+	p.rules.Ingress = compileDirection(pr.Ingress)
+	p.rules.Egress = compileDirection(pr.Egress)
+	return p
 }
 
 // index fills byAddr and Conflicts.

@@ -39,7 +39,7 @@ func newEnforceCmd(e *env) *cobra.Command {
 		manifests                            []string
 		nodeAddrs                            []string
 		allowHost, dryRun, cleanup           bool
-		debounce, resync                     time.Duration
+		debounce, maxDelay, resync           time.Duration
 		logFormat                            string
 		verbosity                            int
 	)
@@ -57,8 +57,10 @@ directories that are watched and reloaded when they change. A manifest that
 stops loading is reported and the last good state stays in force; a policy
 that policylib rejects is reported and left out.
 
-Changes are applied after a short --debounce, each in one atomic nftables
-transaction that sends only what changed; every --resync the table is
+A change is applied at once when none came in the last --debounce; changes
+that keep coming are gathered until --debounce passes without one (at most
+--max-delay). Each sync is one atomic nftables transaction that sends only
+what changed; every --resync the table is
 replaced whole. Metrics (Prometheus), /healthz and /readyz are served on
 --metrics-addr. On SIGTERM the table stays in place, so a restarted agent
 takes over with no window without rules, unless --cleanup-on-exit.
@@ -101,6 +103,7 @@ usage or a failure.`,
 				AllowHostToLocalPods: enforcer.Bool(allowHost),
 				NodeAddrs:            addrs,
 				Debounce:             debounce,
+				MaxDelay:             maxDelay,
 				ResyncPeriod:         resync,
 				Logger:               log,
 			}
@@ -130,7 +133,8 @@ usage or a failure.`,
 	fl.StringVar(&metricsAddr, "metrics-addr", ":9808", "address serving /metrics, /healthz and /readyz; empty disables")
 	fl.BoolVar(&dryRun, "dry-run", false, "print the nft script that would be applied and exit")
 	fl.BoolVar(&cleanup, "cleanup-on-exit", false, "delete the table when stopping (default: leave it, so a restart has no window)")
-	fl.DurationVar(&debounce, "debounce", agent.DefaultDebounce, "quiet time after a change before syncing")
+	fl.DurationVar(&debounce, "debounce", agent.DefaultDebounce, "a change after this long without one is synced at once; closer changes are gathered until this long passes without one")
+	fl.DurationVar(&maxDelay, "max-delay", agent.DefaultMaxDelay, "the longest a change waits while changes keep coming")
 	fl.DurationVar(&resync, "resync", agent.DefaultResyncPeriod, "period of full table replacements that repair drift; negative disables")
 	fl.StringVar(&logFormat, "log-format", "text", "log format on stderr: text or json")
 	fl.IntVarP(&verbosity, "verbosity", "v", 0, "log verbosity (1: also syncs that changed nothing here)")

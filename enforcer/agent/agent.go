@@ -55,8 +55,11 @@ type Sink interface {
 	// and keeps what the source fed before.
 	Error(err error)
 	// Generation is the agent's change counter: it grows with every change
-	// fed to the engine. After feeding changes, a source (or its caller)
-	// can wait with Agent.WaitApplied for the kernel to hold them.
+	// fed to the engine that may alter the node's ruleset. After feeding
+	// changes, a source (or its caller) can wait with Agent.WaitApplied for
+	// the kernel to hold them. A change that cannot alter the ruleset (a
+	// pod's status update, a pod elsewhere that no local pod's policies can
+	// match, another node) leaves it as it is: the kernel holds it already.
 	Generation() uint64
 }
 
@@ -74,7 +77,11 @@ type SyncReport struct {
 	Size    RulesetSize
 	// Stats are the Applier's figures.
 	Stats enforcer.Stats
-	// Compile is the time enforcer.Compile took, Apply the time Apply took
+	// Recompiled counts the local pods whose rules were compiled afresh
+	// from the engine; the others kept the rules compiled before, as no
+	// change since could alter them (all of them on a full sync).
+	Recompiled int
+	// Compile is the time compiling took, Apply the time Apply took
 	// (batch and conntrack cleanup).
 	Compile, Apply time.Duration
 	// Latency is the time from the first change this sync took in to the
@@ -110,7 +117,8 @@ type Agent struct {
 	m       *metrics
 
 	mu         sync.Mutex
-	known      map[types.NamespacedName]string // pods the engine holds -> spec.nodeName
+	compiler   *enforcer.Compiler // the local pods' rules as last compiled
+	deps       *deps              // what tells which local pods a change affects
 	local      map[types.NamespacedName]bool
 	nodeAddrs  []netip.Addr // of the local Node object
 	rejected   map[types.NamespacedName]string
@@ -121,6 +129,7 @@ type Agent struct {
 	dirty      bool
 	firstDirty time.Time
 	lastDirty  time.Time
+	lastSync   time.Time // when the last sync ended
 	flush      bool
 	holds      int             // batches being fed
 	forceFull  bool            // Resync asked for a full replace
@@ -147,7 +156,8 @@ func New(opts Options) (*Agent, error) {
 		eng:        policylib.NewEngine(opts.EngineOptions...),
 		applier:    opts.Applier,
 		m:          newMetrics(),
-		known:      map[types.NamespacedName]string{},
+		compiler:   enforcer.NewCompiler(),
+		deps:       newDeps(),
 		local:      map[types.NamespacedName]bool{},
 		rejected:   map[types.NamespacedName]string{},
 		badObjects: map[string]map[string]string{},
@@ -208,13 +218,20 @@ func (a *Agent) setPod(p *corev1.Pod) {
 		return
 	}
 	a.accept("Pod", k.String())
-	a.known[k] = p.Spec.NodeName
-	if p.Spec.NodeName == a.opts.NodeName {
+	old, v := a.deps.pods[k], viewOf(p)
+	a.deps.pods[k] = v
+	wasLocal, isLocal := a.local[k], p.Spec.NodeName == a.opts.NodeName
+	if isLocal {
 		a.local[k] = true
 	} else {
 		delete(a.local, k)
 	}
-	a.changed()
+	if v.same(old) {
+		return // a status update: nothing NetworkPolicy reads changed
+	}
+	if n := a.deps.podChanged(a.compiler, k, old, v); n > 0 || wasLocal != isLocal {
+		a.changed()
+	}
 }
 
 func (a *Agent) deletePod(namespace, name string) {
@@ -225,11 +242,15 @@ func (a *Agent) deletePod(namespace, name string) {
 
 func (a *Agent) deletePodLocked(k types.NamespacedName) {
 	a.accept("Pod", k.String())
-	_, had := a.known[k]
+	old, had := a.deps.pods[k]
 	a.eng.DeletePod(k.Namespace, k.Name)
-	delete(a.known, k)
+	delete(a.deps.pods, k)
+	wasLocal := a.local[k]
 	delete(a.local, k)
-	if had {
+	if !had {
+		return
+	}
+	if n := a.deps.podChanged(a.compiler, k, old, nil); n > 0 || wasLocal {
 		a.changed()
 	}
 }
@@ -238,14 +259,22 @@ func (a *Agent) setNamespace(ns *corev1.Namespace) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.eng.SetNamespace(ns)
-	a.changed()
+	old, l := a.deps.nsLabels(ns.Name), namespaceLabels(ns)
+	a.deps.namespaces[ns.Name] = l
+	if a.deps.namespaceChanged(a.compiler, old, l) > 0 {
+		a.changed()
+	}
 }
 
 func (a *Agent) deleteNamespace(name string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.eng.DeleteNamespace(name)
-	a.changed()
+	old := a.deps.nsLabels(name)
+	delete(a.deps.namespaces, name)
+	if a.deps.namespaceChanged(a.compiler, old, a.deps.nsLabels(name)) > 0 {
+		a.changed()
+	}
 }
 
 func (a *Agent) setPolicy(np *networkingv1.NetworkPolicy) {
@@ -268,7 +297,11 @@ func (a *Agent) setPolicy(np *networkingv1.NetworkPolicy) {
 		delete(a.rejected, k)
 		a.m.rejectedPolicies.Set(float64(len(a.rejected)))
 	}
-	a.changed()
+	a.deps.policies[k] = peersOf(np)
+	// A policy selects pods of its own namespace only.
+	if a.compiler.InvalidateNamespace(np.Namespace) > 0 {
+		a.changed()
+	}
 }
 
 func (a *Agent) deletePolicy(namespace, name string) {
@@ -278,8 +311,14 @@ func (a *Agent) deletePolicy(namespace, name string) {
 	delete(a.rejected, k)
 	a.m.rejectedPolicies.Set(float64(len(a.rejected)))
 	a.eng.DeletePolicy(namespace, name)
-	a.changed()
+	delete(a.deps.policies, k)
+	if a.compiler.InvalidateNamespace(namespace) > 0 {
+		a.changed()
+	}
 }
+
+// Nodes enter no pod's rules: only this node's addresses matter, to the
+// ruleset's judgement of traffic the host originates.
 
 func (a *Agent) setNode(n *corev1.Node) {
 	a.mu.Lock()
@@ -289,18 +328,22 @@ func (a *Agent) setNode(n *corev1.Node) {
 		return
 	}
 	a.accept("Node", n.Name)
-	if n.Name == a.opts.NodeName {
-		a.nodeAddrs = a.nodeAddrs[:0]
-		for _, ad := range n.Status.Addresses {
-			if ad.Type != corev1.NodeInternalIP && ad.Type != corev1.NodeExternalIP {
-				continue
-			}
-			if ip, err := netip.ParseAddr(ad.Address); err == nil {
-				a.nodeAddrs = append(a.nodeAddrs, ip.Unmap())
-			}
+	if n.Name != a.opts.NodeName {
+		return
+	}
+	var addrs []netip.Addr
+	for _, ad := range n.Status.Addresses {
+		if ad.Type != corev1.NodeInternalIP && ad.Type != corev1.NodeExternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(ad.Address); err == nil {
+			addrs = append(addrs, ip.Unmap())
 		}
 	}
-	a.changed()
+	if !slices.Equal(addrs, a.nodeAddrs) {
+		a.nodeAddrs = addrs
+		a.changed()
+	}
 }
 
 func (a *Agent) deleteNode(name string) {
@@ -308,10 +351,10 @@ func (a *Agent) deleteNode(name string) {
 	defer a.mu.Unlock()
 	a.accept("Node", name)
 	a.eng.DeleteNode(name)
-	if name == a.opts.NodeName {
+	if name == a.opts.NodeName && len(a.nodeAddrs) > 0 {
 		a.nodeAddrs = nil
+		a.changed()
 	}
-	a.changed()
 }
 
 // reject records an invalid Pod or Node (a.mu held).
@@ -362,7 +405,7 @@ func (s *sink) Batch(fn func()) {
 	defer func() {
 		a.mu.Lock()
 		a.holds--
-		a.flush = true
+		a.flush = a.dirty // a batch of changes that alter nothing here needs no sync
 		a.wake()
 		a.mu.Unlock()
 	}()
@@ -520,8 +563,16 @@ func (a *Agent) Run(ctx context.Context, sources ...Source) error {
 	}
 }
 
-// loop syncs when changes have settled, retries failures with backoff and
-// resyncs periodically, until ctx is done.
+// loop syncs changes, retries failures with backoff and resyncs
+// periodically, until ctx is done.
+//
+// A change that finds the agent idle (no sync for at least Debounce) is
+// synced at once: an isolated change reaches the kernel in the time a sync
+// takes. Changes that arrive during a sync or within Debounce of its end
+// are part of a burst: they wait until none has come for Debounce, but no
+// longer than MaxDelay after the first of them, and are synced together.
+// A change is never dropped: one arriving during a sync leaves the agent
+// dirty, and the next sync takes it in.
 func (a *Agent) loop(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -542,6 +593,8 @@ func (a *Agent) loop(ctx context.Context) {
 				next = now // first sync as soon as every source is in
 			case a.dirty && a.flush:
 				next = now
+			case a.dirty && a.firstDirty.Sub(a.lastSync) >= a.opts.Debounce:
+				next = now // the leading edge: the change found the agent idle
 			case a.dirty:
 				next = minTime(a.lastDirty.Add(a.opts.Debounce), a.firstDirty.Add(a.opts.MaxDelay))
 			}
@@ -611,7 +664,8 @@ func (a *Agent) Compile() (*enforcer.Ruleset, error) {
 }
 
 // compileLocked compiles the local pods' ruleset (a.mu held, so the local
-// set and the engine agree).
+// set, the engine and the compiler's stale marks agree), asking the engine
+// only for the local pods a change since the last compile may affect.
 func (a *Agent) compileLocked() (*enforcer.Ruleset, uint64, error) {
 	local := make([]types.NamespacedName, 0, len(a.local))
 	for k := range a.local {
@@ -623,7 +677,7 @@ func (a *Agent) compileLocked() (*enforcer.Ruleset, uint64, error) {
 	addrs := append(slices.Clone(a.opts.NodeAddrs), a.nodeAddrs...)
 	slices.SortFunc(addrs, netip.Addr.Compare)
 	addrs = slices.Compact(addrs)
-	rs, err := enforcer.Compile(a.eng, local, a.opts.enforcerOptions(addrs))
+	rs, err := a.compiler.Compile(a.eng, local, a.opts.enforcerOptions(addrs))
 	return rs, a.gen, err
 }
 
@@ -641,8 +695,12 @@ func (a *Agent) sync(ctx context.Context, full bool) SyncReport {
 	a.dirty, a.flush = false, false
 	if full {
 		a.forceFull = false
+		// A full sync also compiles every local pod afresh, which repairs
+		// rules a missed dependency would have left stale.
+		a.compiler.InvalidateAll()
 	}
 	rs, gen, err := a.compileLocked()
+	rep.Recompiled = a.compiler.Recompiled()
 	a.mu.Unlock()
 	rep.Generation, rep.Ruleset, rep.Compile = gen, rs, time.Since(start)
 	a.m.compileDuration.Observe(rep.Compile.Seconds())
@@ -679,6 +737,7 @@ func (a *Agent) sync(ctx context.Context, full bool) SyncReport {
 
 	a.mu.Lock()
 	a.busySince = time.Time{}
+	a.lastSync = end
 	if err != nil {
 		// Retry: the changes this sync took in are still to be applied.
 		if !a.dirty || (!firstDirty.IsZero() && firstDirty.Before(a.firstDirty)) {
@@ -725,7 +784,7 @@ func (a *Agent) sync(ctx context.Context, full bool) SyncReport {
 		a.log.V(level).Info("synced", "mode", mode, "resync", full, "generation", gen,
 			"localPods", rep.Size.Pods, "isolatedPods", rep.Size.Isolated, "chains", rep.Size.Chains,
 			"rules", rep.Size.Rules, "elements", rep.Size.Elements,
-			"podsChanged", st.PodsChanged, "chainsAdded", st.ChainsAdded, "chainsDeleted", st.ChainsDeleted,
+			"recompiled", rep.Recompiled, "podsChanged", st.PodsChanged, "chainsAdded", st.ChainsAdded, "chainsDeleted", st.ChainsDeleted,
 			"elementsAdded", st.ElementsAdded, "elementsDeleted", st.ElementsDeleted, "messages", st.Messages,
 			"conntrackDeleted", st.ConntrackDeleted,
 			"compile", rep.Compile, "batch", st.Batch, "conntrack", st.Conntrack, "latency", rep.Latency)

@@ -4,13 +4,20 @@
 //
 // An [Agent] owns one [policylib.Engine]. [Source]s feed it changes through
 // a [Sink]: [KubeSource] from the Kubernetes API with informers,
-// [ManifestSource] from files and directories of manifests it watches. Every
-// change marks the engine dirty; after a short quiet period
-// ([Options.Debounce], bounded by [Options.MaxDelay]) the agent compiles the
-// rules of the local pods (those whose spec.nodeName is [Options.NodeName])
-// with [enforcer.Compile] and installs them with an [enforcer.Applier], in
-// one atomic, diff-based batch. Every [Options.ResyncPeriod] it replaces the
-// table whole, which repairs a table someone else changed.
+// [ManifestSource] from files and directories of manifests it watches.
+//
+// A change marks stale the local pods (those whose spec.nodeName is
+// [Options.NodeName]) whose rules it may alter: the pods of a changed
+// policy's namespace, and the pods isolated by a policy whose peers may
+// match a changed pod or namespace. A change that finds the agent idle is
+// synced at once; changes arriving during a sync or just after it are
+// coalesced ([Options.Debounce], bounded by [Options.MaxDelay]). A sync
+// recompiles the stale pods' rules with an [enforcer.Compiler], keeping
+// the others', and installs the result with an [enforcer.Applier], in one
+// atomic, diff-based batch, so a change costs in proportion to the local
+// pods it touches. Every [Options.ResyncPeriod] the agent recompiles every
+// pod and replaces the table whole, which repairs a table someone else
+// changed.
 //
 // # Never fail open
 //

@@ -16,8 +16,8 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultDebounce        = 50 * time.Millisecond
-	DefaultMaxDelay        = time.Second
+	DefaultDebounce        = 10 * time.Millisecond
+	DefaultMaxDelay        = 100 * time.Millisecond
 	DefaultResyncPeriod    = 5 * time.Minute
 	DefaultRetryMin        = 500 * time.Millisecond
 	DefaultRetryMax        = 30 * time.Second
@@ -55,12 +55,16 @@ type Options struct {
 	// originates. Default none.
 	NodeAddrs []netip.Addr
 
-	// Debounce is how long the agent waits after a change for more before
-	// it syncs, so a burst of changes costs one sync. Default 50ms.
+	// Debounce is the quiet period that makes changes a burst. A change
+	// that comes when no sync has ended for Debounce is synced at once;
+	// changes that come during a sync or within Debounce of its end wait
+	// until none has come for Debounce, and are synced together, so a
+	// burst costs two syncs (its first change's and the rest's). Default
+	// 10ms.
 	Debounce time.Duration
 
-	// MaxDelay bounds how long a change waits when changes keep coming.
-	// Default 1s; at least Debounce.
+	// MaxDelay bounds how long a change of a burst waits when changes keep
+	// coming. Default 100ms; at least Debounce.
 	MaxDelay time.Duration
 
 	// ResyncPeriod is how often the agent replaces the table whole, which
