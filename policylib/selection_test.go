@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -111,5 +112,14 @@ func TestSelectionsAreSharedAndDeduplicated(t *testing.T) {
 	e.DeletePod("default", "w22")
 	if len(e.selections) != 0 {
 		t.Errorf("%d selections outlive their pods", len(e.selections))
+	}
+}
+
+func TestPodSize(t *testing.T) {
+	if got := unsafe.Sizeof(pod{}); got != podSize {
+		t.Errorf("pod is %d bytes, want %d (see podSize): adjust its padding", got, podSize)
+	}
+	if got := unsafe.Offsetof(pod{}.key); got > 64 {
+		t.Errorf("the fields a decision reads end at byte %d, past the first cache line", got)
 	}
 }
