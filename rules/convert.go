@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -162,38 +163,102 @@ func decodeSnapshot(o ast.Object, arg string) (policylib.Snapshot, error) {
 		switch key {
 		case "namespaces":
 			return each(func(_ int, t *ast.Term) error {
-				var x corev1.Namespace
-				s.Namespaces = append(s.Namespaces, &x)
-				return decode(t.Value, &x, false)
+				x, err := decodeObject[corev1.Namespace](key, t.Value)
+				s.Namespaces = append(s.Namespaces, x)
+				return err
 			})
 		case "pods":
 			return each(func(_ int, t *ast.Term) error {
-				var x corev1.Pod
-				s.Pods = append(s.Pods, &x)
-				return decode(t.Value, &x, false)
+				x, err := decodeObject[corev1.Pod](key, t.Value)
+				s.Pods = append(s.Pods, x)
+				return err
 			})
 		case "policies":
 			return each(func(_ int, t *ast.Term) error {
-				var x networkingv1.NetworkPolicy
-				s.Policies = append(s.Policies, &x)
-				return decode(t.Value, &x, false)
+				x, err := decodeObject[networkingv1.NetworkPolicy](key, t.Value)
+				s.Policies = append(s.Policies, x)
+				return err
 			})
 		case "nodes":
 			return each(func(_ int, t *ast.Term) error {
-				var x corev1.Node
-				s.Nodes = append(s.Nodes, &x)
-				return decode(t.Value, &x, false)
+				x, err := decodeObject[corev1.Node](key, t.Value)
+				s.Nodes = append(s.Nodes, x)
+				return err
 			})
 		case "services":
 			return each(func(_ int, t *ast.Term) error {
-				var x corev1.Service
-				s.Services = append(s.Services, &x)
-				return decode(t.Value, &x, false)
+				x, err := decodeObject[corev1.Service](key, t.Value)
+				s.Services = append(s.Services, x)
+				return err
 			})
 		}
 		return fmt.Errorf("%s: unknown field %v: want %s", arg, k, strings.Join(snapshotKeys, ", "))
 	})
 	return s, err
+}
+
+// ---- decoded Kubernetes objects, across queries ----
+
+// Snapshots are made of the objects in data.kubernetes, which the store
+// hands out as the same ast values query after query, and a snapshot
+// with the request's change in it differs from the cluster's by one
+// object. Decoding an object through JSON costs far more than building an
+// engine from it, so decoded objects are kept, keyed by their ast value
+// (its hash, then equality), and handed out as deep copies, so that no
+// engine shares an object with another.
+
+// kubeObject is a Kubernetes API type podwall.decide and podwall.lint
+// decode.
+type kubeObject[T any] interface {
+	*T
+	DeepCopy() *T
+}
+
+type decodedEntry struct {
+	src ast.Value
+	obj any // a pristine *T, never handed out
+}
+
+// maxDecoded bounds the cache: past it, the cache starts over.
+const maxDecoded = 8192
+
+var decodedObjects struct {
+	sync.Mutex
+	m map[decodedKey][]decodedEntry
+	n int
+}
+
+type decodedKey struct {
+	kind string
+	hash int
+}
+
+// decodeObject decodes v as a T (non-strict, as decode does), from the
+// cache when v was decoded before.
+func decodeObject[T any, PT kubeObject[T]](kind string, v ast.Value) (*T, error) {
+	key := decodedKey{kind: kind, hash: v.Hash()}
+	decodedObjects.Lock()
+	for _, e := range decodedObjects.m[key] {
+		if sameValue(e.src, v) {
+			obj := e.obj.(*T)
+			decodedObjects.Unlock()
+			return PT(obj).DeepCopy(), nil
+		}
+	}
+	decodedObjects.Unlock()
+	x := new(T)
+	if err := decode(v, x, false); err != nil {
+		return x, err
+	}
+	kept := PT(x).DeepCopy()
+	decodedObjects.Lock()
+	if decodedObjects.m == nil || decodedObjects.n >= maxDecoded {
+		decodedObjects.m, decodedObjects.n = map[decodedKey][]decodedEntry{}, 0
+	}
+	decodedObjects.m[key] = append(decodedObjects.m[key], decodedEntry{src: v, obj: kept})
+	decodedObjects.n++
+	decodedObjects.Unlock()
+	return x, nil
 }
 
 // ---- a per-query cache of values compiled from arguments ----

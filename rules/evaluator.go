@@ -12,9 +12,11 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown"
 	admissionv1 "k8s.io/api/admission/v1"
 )
 
@@ -44,13 +46,17 @@ const admissionQuery = "deny := data.podwall.admission.deny; warn := data.podwal
 // use.
 type Evaluator struct {
 	store    storage.Store
-	reloadMu sync.Mutex // one Reload at a time
+	gens     *storeGenerations // the store's commits; nil: no values kept across queries (cache.go)
+	trigger  storage.TriggerHandle
+	watching atomic.Bool // gens is counting: false after Close
+	reloadMu sync.Mutex  // one Reload at a time
 	cur      atomic.Pointer[prepared]
 }
 
 type prepared struct {
 	revision string
 	query    rego.PreparedEvalQuery
+	shared   *sharedCache // nil when gens is
 }
 
 // EvaluatorOption configures an Evaluator.
@@ -84,6 +90,13 @@ func NewEvaluator(ctx context.Context, b *bundle.Bundle, opts ...EvaluatorOption
 		}
 	}
 	e := &Evaluator{store: o.store}
+	if snapshotStore(o.store) {
+		var err error
+		if e.gens, e.trigger, err = watchStore(ctx, o.store); err != nil {
+			return nil, fmt.Errorf("watching the store: %w", err)
+		}
+		e.watching.Store(true)
+	}
 	if err := e.Reload(ctx, b); err != nil {
 		return nil, err
 	}
@@ -135,8 +148,33 @@ func (e *Evaluator) Reload(ctx context.Context, b *bundle.Bundle) error {
 			return fmt.Errorf("bundle revision %q: writing its data: %w", rev, err)
 		}
 	}
-	e.cur.Store(&prepared{revision: rev, query: pq})
+	p := &prepared{revision: rev, query: pq}
+	if e.gens != nil {
+		p.shared = &sharedCache{cls: newCacheability(c), gens: e.gens}
+	}
+	e.cur.Store(p)
 	return nil
+}
+
+// snapshotStore reports whether s is OPA's in-memory store, whose read
+// transactions hold commits off: the condition for keeping values across
+// queries (cache.go). The type is unexported, hence the name.
+func snapshotStore(s storage.Store) bool {
+	return fmt.Sprintf("%T", s) == "*inmem.store"
+}
+
+// Close stops the Evaluator watching its store, which matters when the
+// store outlives it (WithStore): each Evaluator counts the store's commits
+// from a trigger, to keep values across queries. After Close the Evaluator
+// still evaluates, without keeping anything.
+func (e *Evaluator) Close(ctx context.Context) error {
+	if e.trigger == nil || !e.watching.CompareAndSwap(true, false) {
+		return nil
+	}
+	return storage.Txn(ctx, e.store, storage.WriteParams, func(txn storage.Transaction) error {
+		e.trigger.Unregister(ctx, txn)
+		return nil
+	})
 }
 
 // Revision is the manifest revision of the bundle in force.
@@ -230,23 +268,83 @@ func (e *Evaluator) Eval(ctx context.Context, req *admissionv1.AdmissionRequest)
 }
 
 // EvalReview evaluates an AdmissionReview's request; the review is the
-// rules' input as it is.
+// rules' input as it is (as its JSON encoding reads).
 func (e *Evaluator) EvalReview(ctx context.Context, review *admissionv1.AdmissionReview) (*Result, error) {
 	if review == nil || review.Request == nil {
 		return nil, errors.New("AdmissionReview without a request")
 	}
-	raw, err := json.Marshal(review)
+	input, err := reviewValue(review)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the AdmissionReview: %w", err)
 	}
-	input, err := ast.ValueFromReader(bytes.NewReader(raw))
+	return e.eval(ctx, input)
+}
+
+// EvalReviewJSON evaluates an AdmissionReview given as the JSON the API
+// server sent (the body of the webhook's request), which is the rules'
+// input as it is: the webhook need not decode the objects to have them
+// evaluated, and nothing is encoded again.
+func (e *Evaluator) EvalReviewJSON(ctx context.Context, body []byte) (*Result, error) {
+	input, err := parseJSON(body)
 	if err != nil {
-		return nil, fmt.Errorf("encoding the AdmissionReview: %w", err)
+		return nil, fmt.Errorf("decoding the AdmissionReview: %w", err)
 	}
+	obj, ok := input.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("decoding the AdmissionReview: want an object, got %s", ast.ValueName(input))
+	}
+	if req := obj.Get(ast.InternedTerm("request")); req == nil || !isObject(req.Value) {
+		return nil, errors.New("AdmissionReview without a request")
+	}
+	return e.eval(ctx, input)
+}
+
+func isObject(v ast.Value) bool {
+	_, ok := v.(ast.Object)
+	return ok
+}
+
+// Per-evaluation options that leave out what the Evaluator does not use:
+// OPA's metrics (timers allocated and started on every Eval) and the
+// conversion of the results to Go values (they are read as ast values
+// below).
+var (
+	noMetrics  = metrics.NoOp()
+	keepAST    = rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })
+	neverStops = topdown.NewCancel() // never cancelled: for contexts that cannot be
+)
+
+func (e *Evaluator) eval(ctx context.Context, input ast.Value) (*Result, error) {
 	p := e.cur.Load()
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input))
+	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalMetrics(noMetrics), keepAST}
+	// Without a cancel of its own, rego starts a goroutine per Eval to
+	// watch ctx; a context that can be cancelled gets a callback instead,
+	// and one that cannot (context.Background) nothing at all.
+	if ctx.Done() == nil {
+		opts = append(opts, rego.EvalExternalCancel(neverStops))
+	} else {
+		c := topdown.NewCancel()
+		stop := context.AfterFunc(ctx, c.Cancel)
+		defer stop()
+		opts = append(opts, rego.EvalExternalCancel(c))
+	}
+	var shared *queryCache
+	if p.shared != nil && e.watching.Load() {
+		// The transaction first, then the generation it reads (cache.go).
+		txn, err := e.store.NewTransaction(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("evaluating bundle revision %q: %w", p.revision, err)
+		}
+		defer e.store.Abort(ctx, txn)
+		shared = p.shared.query(e.gens.load())
+		opts = append(opts, rego.EvalTransaction(txn), rego.EvalVirtualCache(shared))
+	}
+	rs, err := p.query.Eval(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("evaluating bundle revision %q: %w", p.revision, err)
+	}
+	if shared != nil {
+		p.shared.promote(shared)
 	}
 	if len(rs) != 1 {
 		return nil, fmt.Errorf("evaluating bundle revision %q: %d results, want 1", p.revision, len(rs))
@@ -268,40 +366,78 @@ func (e *Evaluator) EvalReview(ctx context.Context, review *admissionv1.Admissio
 	return res, nil
 }
 
+// messages reads a set of {"rule": string, "msg": string}, in the order
+// OPA's JSON conversion of the set would give.
 func messages(v any, name string) ([]Message, error) {
-	xs, ok := v.([]any)
-	if !ok {
-		return nil, fmt.Errorf("data.podwall.admission.%s: want a set, got %T", name, v)
+	t, _ := v.(*ast.Term)
+	var set ast.Set
+	if t != nil {
+		set, _ = t.Value.(ast.Set)
 	}
-	out := make([]Message, 0, len(xs))
-	for _, x := range xs {
-		m, ok := x.(map[string]any)
-		rule, ok1 := m["rule"].(string)
-		msg, ok2 := m["msg"].(string)
-		if !ok || !ok1 || !ok2 {
-			return nil, fmt.Errorf("data.podwall.admission.%s: want {\"rule\": string, \"msg\": string}, got %v", name, x)
+	if set == nil {
+		return nil, fmt.Errorf("data.podwall.admission.%s: want a set, got %s", name, valueName(t))
+	}
+	out := make([]Message, 0, set.Len())
+	err := set.Iter(func(x *ast.Term) error {
+		rule, ok1 := stringField(x, "rule")
+		msg, ok2 := stringField(x, "msg")
+		if !ok1 || !ok2 {
+			return fmt.Errorf("data.podwall.admission.%s: want {\"rule\": string, \"msg\": string}, got %v", name, x)
 		}
 		out = append(out, Message{Rule: rule, Msg: msg})
+		return nil
+	})
+	return out, err
+}
+
+func patchOps(v any) ([]PatchOperation, error) {
+	t, _ := v.(*ast.Term)
+	var arr *ast.Array
+	if t != nil {
+		arr, _ = t.Value.(*ast.Array)
+	}
+	if arr == nil {
+		return nil, fmt.Errorf("data.podwall.admission.patch: want an array, got %s", valueName(t))
+	}
+	out := make([]PatchOperation, 0, arr.Len())
+	for i := range arr.Len() {
+		x := arr.Elem(i)
+		op, ok1 := stringField(x, "op")
+		path, ok2 := stringField(x, "path")
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("data.podwall.admission.patch: want {\"op\", \"path\", \"value\"}, got %v", x)
+		}
+		var value any
+		if val := x.Value.(ast.Object).Get(ast.InternedTerm("value")); val != nil {
+			var err error
+			if value, err = ast.JSON(val.Value); err != nil {
+				return nil, fmt.Errorf("data.podwall.admission.patch: %w", err)
+			}
+		}
+		out = append(out, PatchOperation{Op: op, Path: path, Value: value})
 	}
 	return out, nil
 }
 
-func patchOps(v any) ([]PatchOperation, error) {
-	xs, ok := v.([]any)
+// stringField is obj[key] when obj is an object and that is a string.
+func stringField(obj *ast.Term, key string) (string, bool) {
+	o, ok := obj.Value.(ast.Object)
 	if !ok {
-		return nil, fmt.Errorf("data.podwall.admission.patch: want an array, got %T", v)
+		return "", false
 	}
-	out := make([]PatchOperation, 0, len(xs))
-	for _, x := range xs {
-		m, ok := x.(map[string]any)
-		op, ok1 := m["op"].(string)
-		path, ok2 := m["path"].(string)
-		if !ok || !ok1 || !ok2 {
-			return nil, fmt.Errorf("data.podwall.admission.patch: want {\"op\", \"path\", \"value\"}, got %v", x)
-		}
-		out = append(out, PatchOperation{Op: op, Path: path, Value: m["value"]})
+	v := o.Get(ast.InternedTerm(key))
+	if v == nil {
+		return "", false
 	}
-	return out, nil
+	s, ok := v.Value.(ast.String)
+	return string(s), ok
+}
+
+func valueName(t *ast.Term) string {
+	if t == nil {
+		return "nothing"
+	}
+	return ast.ValueName(t.Value)
 }
 
 // jsonValue turns any JSON-marshalable value into the generic form the

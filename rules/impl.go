@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -222,30 +223,62 @@ func decide(bctx rego.BuiltinContext, args []*ast.Term) (*ast.Term, error) {
 	if err != nil {
 		return nil, err
 	}
-	flow, err := flowArg(fo, argName(1, "flow"))
+	flow, err := flowArg(fo, flowArgName)
 	if err != nil {
 		return nil, err
 	}
-	eng, err := engineFor(bctx, o)
+	snap, err := engineFor(bctx, o)
 	if err != nil {
 		return nil, err
 	}
-	x, err := eng.Explain(flow)
+	x, err := snap.eng.Explain(flow)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", argName(1, "flow"), err)
+		return nil, fmt.Errorf("%s: %w", flowArgName, err)
 	}
-	return explanationTerm(x), nil
+	return snap.explanationTerm(x), nil
 }
 
-// engineBuilds counts the engines podwall.decide compiled, for tests of
-// the per-query cache.
-var engineBuilds atomic.Int64
+// flowArgName is computed once: a flow is read on every decision.
+var flowArgName = argName(1, "flow")
+
+// engineBuilds counts the engines podwall.decide prepared for a query
+// (compiled, or taken from the recent ones), for tests of the per-query
+// cache; engineCompiles those it compiled.
+var engineBuilds, engineCompiles atomic.Int64
+
+// compiledSnapshot is a snapshot's engine, with the halves of verdicts
+// kept as terms: a direction's outcome, rule and policies depend on the
+// snapshot and that end of the flow alone, and recur across a query's
+// decisions (every port probed between two pods, say); building them
+// afresh was most of a decision's cost.
+type compiledSnapshot struct {
+	eng   *policylib.Engine
+	mu    sync.Mutex
+	sides map[sideKey]*ast.Term
+}
+
+// sideKey determines a direction's {outcome, rule, policies}: the policies
+// are those selecting the end's pod, which the endpoint determines.
+type sideKey struct {
+	dir     policylib.Direction
+	end     policylib.Endpoint
+	outcome policylib.Outcome
+	rule    policylib.RuleRef
+}
 
 // engineFor compiles a snapshot once per query: a rule that decides many
-// flows against one snapshot builds the engine once.
-func engineFor(bctx rego.BuiltinContext, o ast.Object) (*policylib.Engine, error) {
-	return cached(bctx, "engine", o, func() (*policylib.Engine, error) {
+// flows against one snapshot builds the engine once. Across queries, the
+// last few snapshots compiled are kept (recentEngines): the cluster as it
+// is, which protectedAccess decides against for every NetworkPolicy
+// request ("before" the change), is the same snapshot until the cluster
+// changes.
+func engineFor(bctx rego.BuiltinContext, o ast.Object) (*compiledSnapshot, error) {
+	return cached(bctx, "engine", o, func() (*compiledSnapshot, error) {
 		engineBuilds.Add(1)
+		if c := recentEngines.get(o); c != nil {
+			return c, nil
+		}
+		engineCompiles.Add(1)
 		arg := argName(0, "snapshot")
 		snap, err := decodeSnapshot(o, arg)
 		if err != nil {
@@ -256,8 +289,66 @@ func engineFor(bctx rego.BuiltinContext, o ast.Object) (*policylib.Engine, error
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", arg, err)
 		}
-		return eng, nil
+		c := &compiledSnapshot{eng: eng, sides: map[sideKey]*ast.Term{}}
+		recentEngines.put(o, c)
+		return c, nil
 	})
+}
+
+// maxRecentEngines is how many compiled snapshots are kept across
+// queries: one cluster, before and after a change. An engine holds the
+// cluster, and its snapshot is kept too, for the equality check.
+const maxRecentEngines = 2
+
+// recentEngines are the snapshots compiled last, most recent first.
+var recentEngines recentCache
+
+type recentCache struct {
+	mu      sync.Mutex
+	entries []recentEngine
+}
+
+type recentEngine struct {
+	src  ast.Object
+	snap *compiledSnapshot
+}
+
+// get returns the engine of a snapshot equal to o: its hash first (ast
+// objects keep theirs), then the values themselves.
+func (r *recentCache) get(o ast.Object) *compiledSnapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := o.Hash()
+	for i, e := range r.entries {
+		if e.src.Hash() == h && sameValue(e.src, o) {
+			copy(r.entries[1:i+1], r.entries[:i])
+			r.entries[0] = e
+			return e.snap
+		}
+	}
+	return nil
+}
+
+func (r *recentCache) put(o ast.Object, c *compiledSnapshot) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.entries = append([]recentEngine{{src: o, snap: c}}, r.entries...)
+	if len(r.entries) > maxRecentEngines {
+		r.entries[maxRecentEngines] = recentEngine{}
+		r.entries = r.entries[:maxRecentEngines]
+	}
+}
+
+// parseEndpoint is policylib.ParseEndpoint, which tries an address first:
+// a namespace/name, the usual end, has a slash and no colon or percent
+// sign, so it cannot be one (nor node/NAME), and skips the attempt and the
+// error it allocates.
+func parseEndpoint(s string) (policylib.Endpoint, error) {
+	if ns, name, ok := strings.Cut(s, "/"); ok && ns != "" && ns != "node" && !strings.ContainsAny(ns, ":%") &&
+		name != "" && !strings.Contains(name, "/") {
+		return policylib.PodEndpoint(ns, name), nil
+	}
+	return policylib.ParseEndpoint(s)
 }
 
 // flowArg reads {from, to, protocol, port}; protocol defaults to TCP, port
@@ -281,7 +372,7 @@ func flowArg(o ast.Object, arg string) (policylib.Flow, error) {
 			if err != nil {
 				return err
 			}
-			ep, err := policylib.ParseEndpoint(s)
+			ep, err := parseEndpoint(s)
 			if err != nil {
 				return fmt.Errorf("%s: %s: %w", arg, key, err)
 			}
@@ -332,48 +423,95 @@ func flowArg(o ast.Object, arg string) (policylib.Flow, error) {
 	return f, nil
 }
 
-func explanationTerm(x policylib.Explanation) *ast.Term {
-	side := func(v policylib.Verdict, pols []string) *ast.Term {
-		rule := ast.NullTerm()
-		if v.Outcome == policylib.AllowedByRule {
-			r := v.Rule
-			rule = ast.ObjectTerm(
-				ast.Item(ast.InternedTerm("policy"), ast.StringTerm(r.Policy.String())),
-				ast.Item(ast.InternedTerm("namespace"), ast.StringTerm(r.Policy.Namespace)),
-				ast.Item(ast.InternedTerm("name"), ast.StringTerm(r.Policy.Name)),
-				ast.Item(ast.InternedTerm("direction"), ast.StringTerm(r.Direction.String())),
-				ast.Item(ast.InternedTerm("rule"), ast.InternedTerm(r.Rule)),
-				ast.Item(ast.InternedTerm("peer"), ast.InternedTerm(r.Peer)),
-				ast.Item(ast.InternedTerm("port"), ast.InternedTerm(r.Port)),
-				ast.Item(ast.InternedTerm("ref"), ast.StringTerm(r.String())),
-			)
+// The keys and fixed values of a decision, made once.
+var (
+	termAllowed   = ast.StringTerm("allowed")
+	termEgress    = ast.StringTerm("egress")
+	termIngress   = ast.StringTerm("ingress")
+	termNotes     = ast.StringTerm("notes")
+	termReasons   = ast.StringTerm("reasons")
+	termOutcome   = ast.StringTerm("outcome")
+	termRule      = ast.StringTerm("rule")
+	termPolicies  = ast.StringTerm("policies")
+	termPolicy    = ast.StringTerm("policy")
+	termNamespace = ast.StringTerm("namespace")
+	termName      = ast.StringTerm("name")
+	termDirection = ast.StringTerm("direction")
+	termPeer      = ast.StringTerm("peer")
+	termPort      = ast.StringTerm("port")
+	termRef       = ast.StringTerm("ref")
+	outcomeTerms  = func() []*ast.Term {
+		var ts []*ast.Term
+		for o := policylib.NotApplicable; o <= policylib.Denied; o++ {
+			ts = append(ts, ast.StringTerm(o.String()))
 		}
-		ps := make([]*ast.Term, len(pols))
-		for i, p := range pols {
-			ps[i] = ast.StringTerm(p)
+		return ts
+	}()
+)
+
+// explanationTerm is x as podwall.decide returns it:
+// {allowed, egress, ingress, notes, reasons}.
+func (c *compiledSnapshot) explanationTerm(x policylib.Explanation) *ast.Term {
+	notes := ast.InternedEmptyArray
+	if len(x.Notes) > 0 {
+		ts := make([]*ast.Term, len(x.Notes))
+		for i, n := range x.Notes {
+			ts[i] = ast.StringTerm(n)
 		}
-		return ast.ObjectTerm(
-			ast.Item(ast.InternedTerm("outcome"), ast.StringTerm(v.Outcome.String())),
-			ast.Item(ast.InternedTerm("rule"), rule),
-			ast.Item(ast.InternedTerm("policies"), ast.ArrayTerm(ps...)),
-		)
-	}
-	keys := func(ks []ktypes.NamespacedName) []string {
-		out := make([]string, len(ks))
-		for i, k := range ks {
-			out[i] = k.String()
-		}
-		return out
-	}
-	notes := make([]*ast.Term, len(x.Notes))
-	for i, n := range x.Notes {
-		notes[i] = ast.StringTerm(n)
+		notes = ast.ArrayTerm(ts...)
 	}
 	return ast.ObjectTerm(
-		ast.Item(ast.InternedTerm("allowed"), ast.InternedTerm(x.Decision.Allowed)),
-		ast.Item(ast.InternedTerm("egress"), side(x.Decision.Egress, keys(x.EgressPolicies))),
-		ast.Item(ast.InternedTerm("ingress"), side(x.Decision.Ingress, keys(x.IngressPolicies))),
-		ast.Item(ast.InternedTerm("notes"), ast.ArrayTerm(notes...)),
-		ast.Item(ast.InternedTerm("reasons"), ast.StringTerm(x.String())),
+		ast.Item(termAllowed, ast.InternedTerm(x.Decision.Allowed)),
+		ast.Item(termEgress, c.sideTerm(x.Decision.Egress, policylib.Egress, x.From, x.EgressPolicies)),
+		ast.Item(termIngress, c.sideTerm(x.Decision.Ingress, policylib.Ingress, x.To, x.IngressPolicies)),
+		ast.Item(termNotes, notes),
+		ast.Item(termReasons, ast.StringTerm(x.String())),
+	)
+}
+
+// sideTerm is one direction's {outcome, rule, policies}, built once per
+// sideKey.
+func (c *compiledSnapshot) sideTerm(v policylib.Verdict, dir policylib.Direction, end policylib.EndpointInfo, pols []ktypes.NamespacedName) *ast.Term {
+	key := sideKey{dir: dir, end: end.Endpoint, outcome: v.Outcome, rule: v.Rule}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.sides[key]; t != nil {
+		return t
+	}
+	outcome := ast.StringTerm(v.Outcome.String())
+	if int(v.Outcome) < len(outcomeTerms) {
+		outcome = outcomeTerms[v.Outcome]
+	}
+	rule := ast.InternedNullTerm
+	if v.Outcome == policylib.AllowedByRule {
+		rule = ruleTerm(v.Rule)
+	}
+	policies := ast.InternedEmptyArray
+	if len(pols) > 0 {
+		ts := make([]*ast.Term, len(pols))
+		for i, p := range pols {
+			ts[i] = ast.StringTerm(p.String())
+		}
+		policies = ast.ArrayTerm(ts...)
+	}
+	t := ast.ObjectTerm(
+		ast.Item(termOutcome, outcome),
+		ast.Item(termRule, rule),
+		ast.Item(termPolicies, policies),
+	)
+	c.sides[key] = t
+	return t
+}
+
+func ruleTerm(r policylib.RuleRef) *ast.Term {
+	return ast.ObjectTerm(
+		ast.Item(termPolicy, ast.StringTerm(r.Policy.String())),
+		ast.Item(termNamespace, ast.StringTerm(r.Policy.Namespace)),
+		ast.Item(termName, ast.StringTerm(r.Policy.Name)),
+		ast.Item(termDirection, ast.StringTerm(r.Direction.String())),
+		ast.Item(termRule, ast.InternedTerm(r.Rule)),
+		ast.Item(termPeer, ast.InternedTerm(r.Peer)),
+		ast.Item(termPort, ast.InternedTerm(r.Port)),
+		ast.Item(termRef, ast.StringTerm(r.String())),
 	)
 }

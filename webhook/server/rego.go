@@ -169,7 +169,13 @@ func (r *RegoRules) buildLocked(ctx context.Context, b *bundle.Bundle) error {
 		}
 	}
 	r.bundle = b
-	r.ev.Store(e)
+	if old := r.ev.Swap(e); old != nil {
+		// Its store, r.store, lives on: stop the old evaluator watching it.
+		// Evaluations still running with it finish, keeping nothing.
+		if err := old.Close(ctx); err != nil {
+			r.log.Error(err, "closing the previous Rego evaluator")
+		}
+	}
 	setBundleInfo(e.Revision())
 	r.log.Info("Rego rules compiled", "revision", e.Revision(), "modules", len(b.Modules))
 	return nil

@@ -22,7 +22,16 @@ rule_config(name) := c if {
 	is_object(c)
 }
 
-enabled(name) if rule_config(name)
+# families are the configured families. A set rather than a test per
+# name: it depends on the configuration alone, so the webhook's evaluator
+# computes it once per configuration (a function that is undefined, as
+# enabled is for a family that is off, would be evaluated on every call).
+families contains name if {
+	some name, c in config.rules
+	is_object(c)
+}
+
+enabled(name) if name in families
 
 # action(name) is the family's enforcementAction: deny (the default and what
 # an unknown value means: fail closed), warn or dryrun.
@@ -87,7 +96,29 @@ applies(name) if {
 	not subresource
 	kind in kinds(name)
 	namespace_allowed(name, namespace)
-	not data.podwall.lib.selectors.unmatched[name]
+	not unmatched_selector(name)
+}
+
+# unmatched_selector(name): the family's namespaceSelector or objectSelector
+# does not match the request. Only a family with one of them can be in
+# podwall.lib.selectors.unmatched, and selective, which depends on the
+# configuration alone, is computed once per configuration by the webhook's
+# evaluator, so most families skip the selectors altogether.
+unmatched_selector(name) if {
+	name in selective
+	data.podwall.lib.selectors.unmatched[name]
+}
+
+# selective are the families whose match has a namespaceSelector or an
+# objectSelector.
+selective contains name if {
+	some name in families
+	is_object(match(name).namespaceSelector)
+}
+
+selective contains name if {
+	some name in families
+	is_object(match(name).objectSelector)
 }
 
 subresource if {

@@ -30,7 +30,25 @@ checked if {
 
 required := [r | some r in cfg.labels; is_string(r.key)]
 
-labels := lib.labels_at(lib.resource, lib.labels_path)
+# restricted are the required labels with allowed values, each as
+# [label, its allowed values]; with_default those with a default. Both
+# depend on the configuration alone (computed once per configuration by
+# the webhook's evaluator), and spare each request a pass over the labels
+# that cannot matter.
+restricted := [[r, vs] |
+	some r in required
+	vs := allowed_values(r)
+	count(vs) > 0
+]
+
+with_default := [r | some r in required; is_string(r["default"])]
+
+# labels are the labels checked (lib.labels_at, inlined: this is on every
+# request's path).
+labels := l if {
+	l := object.get(lib.resource, lib.labels_path, {})
+	is_object(l)
+} else := {}
 
 field(key) := sprintf("%s[%s]", [concat(".", lib.labels_path), key])
 
@@ -72,10 +90,8 @@ problems(ls) := {[code, field(req.key), msg] |
 	code := "missing-label"
 	msg := sprintf("%s %s: %s %q is required", [lib.kind, lib.display, what, req.key])
 } | {[code, field(req.key), msg] |
-	some req in required
+	some [req, vs] in restricted
 	value := ls[req.key]
-	vs := allowed_values(req)
-	count(vs) > 0
 	not value in vs
 	code := "label-value-not-allowed"
 	msg := sprintf("%s %s: %s %s=%q is not allowed: want one of %s", [lib.kind, lib.display, what, req.key, value, concat(", ", vs)])
@@ -95,6 +111,7 @@ old_found := problems(lib.labels_at(input.request.oldObject, lib.labels_path)) i
 } else := set()
 
 tolerated(code, f) if {
+	lib.operation == "UPDATE"
 	some p in old_found
 	p[0] == code
 	p[1] == f
@@ -115,9 +132,9 @@ judged(code, f, msg) := {"msg": m, "code": code, "field": f, "action": "warn"} i
 
 # dryrun: what the patch would have set.
 violation contains {"msg": msg, "code": "missing-label", "field": field(k)} if {
+	lib.action(family) == "dryrun" # first: depends on the configuration alone
 	checked
 	lib.operation == "CREATE"
-	lib.action(family) == "dryrun"
 	some k, v in defaults
 	msg := sprintf("%s %s: would set missing %s %s=%q (the configured default)", [lib.kind, lib.display, what, k, v])
 }
@@ -126,10 +143,9 @@ violation contains {"msg": msg, "code": "missing-label", "field": field(k)} if {
 defaults := {req.key: d |
 	checked
 	lib.operation == "CREATE"
-	some req in required
+	some req in with_default
 	not labels[req.key]
 	d := req["default"]
-	is_string(d)
 }
 
 # note is the admission warning that says what the patch set.
@@ -150,21 +166,21 @@ patch := [op |
 	some k in sort(object.keys(defaults))
 	op := {"op": "add", "path": pointer(array.concat(lib.labels_path, [k])), "value": defaults[k]}
 ] if {
-	patching
 	count(defaults) > 0
+	patching
 	count(labels) > 0
 }
 
 patch := [{"op": "add", "path": pointer(lib.labels_path), "value": defaults}] if {
-	patching
 	count(defaults) > 0
+	patching
 	count(labels) == 0
 	is_object(object.get(lib.resource, array.slice(lib.labels_path, 0, count(lib.labels_path) - 1), null))
 }
 
 patch := [{"op": "add", "path": pointer(meta), "value": {"labels": defaults}}] if {
-	patching
 	count(defaults) > 0
+	patching
 	count(labels) == 0
 	meta := array.slice(lib.labels_path, 0, count(lib.labels_path) - 1)
 	not is_object(object.get(lib.resource, meta, null))
