@@ -179,9 +179,11 @@ func Compile(e *policylib.Engine, local []types.NamespacedName, opts Options) (*
 //
 // The caller marks stale every local pod whose [policylib.Engine.PodRules]
 // may have changed since the last Compile: the pods a changed policy may
-// select (InvalidateNamespace), those isolated by a policy whose peers may
-// match a changed pod or namespace (InvalidateIsolatedBy), and changed pods
-// themselves (Invalidate). A pod left unmarked keeps rules that may be out
+// select (InvalidateNamespace), those isolated by a policy whose rules a
+// changed pod or namespace may alter, as the engine's
+// PoliciesDependingOnPod and PoliciesDependingOnNamespace name them before
+// and after the change (InvalidateIsolatedBy), and changed pods themselves
+// (Invalidate). A pod left unmarked keeps rules that may be out
 // of date, so when in doubt, mark more; InvalidateAll starts afresh.
 //
 // A Compiler is not safe for concurrent use. Rulesets it returns share the

@@ -192,3 +192,20 @@ func BenchmarkMemory(b *testing.B) {
 		runtime.KeepAlive(all)
 	}
 }
+
+// BenchmarkPoliciesDependingOnPod: the question an incremental dataplane
+// asks around every pod change, on the large cluster, for a pod many peers
+// select.
+func BenchmarkPoliciesDependingOnPod(b *testing.B) {
+	e := mustBuild(b, uniform.Snapshot())
+	extra := benchcluster.Extra()
+	if err := e.SetPod(extra); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		n = len(e.PoliciesDependingOnPod(extra.Namespace, extra.Name))
+	}
+	b.ReportMetric(float64(n), "policies")
+}

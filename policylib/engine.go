@@ -48,6 +48,9 @@ type Engine struct {
 
 	podSets    map[podSetKey]*podSet
 	remoteSets map[*podSet]struct{} // the pod sets scoped by a namespaceSelector
+	// addrReaders are the policies whose rules read pods outside their pod
+	// sets, by address (see readsPodsByAddr), for PoliciesDependingOnPod.
+	addrReaders map[*policy]struct{}
 
 	selections map[string]*selection // by selectionKey
 	portLists  interner[[]portRule]  // by portsKey
@@ -79,6 +82,9 @@ type podSet struct {
 	podSel *Selector  // nil: every pod in scope
 	pods   bitset
 	refs   int
+	// peerOf counts, per policy, its peers that use this set, so a pod
+	// change finds the policies it can affect from the sets it is in.
+	peerOf map[*policy]int
 	// addrs caches the members' addresses for PodRules. Writers hold the
 	// engine's lock and drop it; readers under the read lock may race to
 	// fill it, with equal values.
@@ -160,19 +166,20 @@ func WithIPBlockMatchesPods(match bool) Option {
 // NewEngine returns an empty engine.
 func NewEngine(opts ...Option) *Engine {
 	e := &Engine{
-		opts:       options{ipBlockMatchesPods: true},
-		namespaces: map[string]*namespace{},
-		podByKey:   map[types.NamespacedName]*pod{},
-		podByHash:  map[uint64]*pod{},
-		seeds:      [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
-		podByIP:    map[netip.Addr]*pod{},
-		nodes:      map[string]*node{},
-		nodeByIP:   map[netip.Addr]*node{},
-		services:   map[types.NamespacedName]*corev1.Service{},
-		policies:   map[types.NamespacedName]*policy{},
-		podSets:    map[podSetKey]*podSet{},
-		remoteSets: map[*podSet]struct{}{},
-		selections: map[string]*selection{},
+		opts:        options{ipBlockMatchesPods: true},
+		namespaces:  map[string]*namespace{},
+		podByKey:    map[types.NamespacedName]*pod{},
+		podByHash:   map[uint64]*pod{},
+		seeds:       [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		podByIP:     map[netip.Addr]*pod{},
+		nodes:       map[string]*node{},
+		nodeByIP:    map[netip.Addr]*node{},
+		services:    map[types.NamespacedName]*corev1.Service{},
+		policies:    map[types.NamespacedName]*policy{},
+		podSets:     map[podSetKey]*podSet{},
+		remoteSets:  map[*podSet]struct{}{},
+		addrReaders: map[*policy]struct{}{},
+		selections:  map[string]*selection{},
 	}
 	for _, o := range opts {
 		o(&e.opts)
@@ -382,6 +389,9 @@ func (e *Engine) SetPod(p *corev1.Pod) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if old, ok := e.podByKey[np.key]; ok {
+		if old.sameAs(np) {
+			return nil // a status update: nothing the engine reads changed
+		}
 		if old.hostNetwork == np.hostNetwork && maps.Equal(old.labels, np.labels) {
 			// Same identity for every selector: only addresses and ports move.
 			e.unindexIPs(old)
@@ -651,7 +661,11 @@ func (e *Engine) addPolicy(pol *policy) {
 		} else {
 			pe.set = e.acquireSet(nil, pe.nsSel, pe.podSel)
 		}
+		pe.set.addPeerOf(pol)
 	})
+	if pol.readsPodsByAddr(e.opts.ipBlockMatchesPods) {
+		e.addrReaders[pol] = struct{}{}
+	}
 	pol.forEachRule(func(r *rule) {
 		r.shared = e.portLists.acquire(portsKey(r.ports), r.ports)
 		for _, pe := range r.peers {
@@ -686,7 +700,11 @@ func (e *Engine) removePolicy(pol *policy) {
 	n.policies = slices.DeleteFunc(n.policies, func(x *policy) bool { return x == pol })
 	e.moveSelected(pol, false)
 	e.releaseSet(pol.selects)
-	pol.forEachPodPeer(func(pe *peer) { e.releaseSet(pe.set) })
+	pol.forEachPodPeer(func(pe *peer) {
+		pe.set.removePeerOf(pol)
+		e.releaseSet(pe.set)
+	})
+	delete(e.addrReaders, pol)
 	pol.forEachRule(func(r *rule) {
 		e.portLists.release(portsKey(r.ports))
 		for _, pe := range r.peers {

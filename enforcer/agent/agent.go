@@ -118,7 +118,6 @@ type Agent struct {
 
 	mu         sync.Mutex
 	compiler   *enforcer.Compiler // the local pods' rules as last compiled
-	deps       *deps              // what tells which local pods a change affects
 	local      map[types.NamespacedName]bool
 	nodeAddrs  []netip.Addr // of the local Node object
 	rejected   map[types.NamespacedName]string
@@ -157,7 +156,6 @@ func New(opts Options) (*Agent, error) {
 		applier:    opts.Applier,
 		m:          newMetrics(),
 		compiler:   enforcer.NewCompiler(),
-		deps:       newDeps(),
 		local:      map[types.NamespacedName]bool{},
 		rejected:   map[types.NamespacedName]string{},
 		badObjects: map[string]map[string]string{},
@@ -212,24 +210,30 @@ func (a *Agent) setPod(p *corev1.Pod) {
 		a.deletePodLocked(k)
 		return
 	}
-	if err := a.eng.SetPod(p); err != nil {
+	if a.eng.HoldsPod(p) {
+		// A status update: nothing the engine reads changed, the node
+		// (so whether the pod is local) included.
+		a.accept("Pod", k.String())
+		return
+	}
+	var err error
+	n := invalidateDependents(a.compiler, podDependents(a.eng, k), func() bool {
+		err = a.eng.SetPod(p)
+		return err == nil
+	})
+	if err != nil {
 		// The engine kept what it had (the previous version, or nothing).
 		a.reject("Pod", k.String(), err)
 		return
 	}
 	a.accept("Pod", k.String())
-	old, v := a.deps.pods[k], viewOf(p)
-	a.deps.pods[k] = v
 	wasLocal, isLocal := a.local[k], p.Spec.NodeName == a.opts.NodeName
 	if isLocal {
 		a.local[k] = true
 	} else {
 		delete(a.local, k)
 	}
-	if v.same(old) {
-		return // a status update: nothing NetworkPolicy reads changed
-	}
-	if n := a.deps.podChanged(a.compiler, k, old, v); n > 0 || wasLocal != isLocal {
+	if n+a.compiler.Invalidate(k) > 0 || wasLocal != isLocal {
 		a.changed()
 	}
 }
@@ -242,15 +246,13 @@ func (a *Agent) deletePod(namespace, name string) {
 
 func (a *Agent) deletePodLocked(k types.NamespacedName) {
 	a.accept("Pod", k.String())
-	old, had := a.deps.pods[k]
-	a.eng.DeletePod(k.Namespace, k.Name)
-	delete(a.deps.pods, k)
+	n := invalidateDependents(a.compiler, podDependents(a.eng, k), func() bool {
+		a.eng.DeletePod(k.Namespace, k.Name)
+		return true
+	})
 	wasLocal := a.local[k]
 	delete(a.local, k)
-	if !had {
-		return
-	}
-	if n := a.deps.podChanged(a.compiler, k, old, nil); n > 0 || wasLocal {
+	if n > 0 || wasLocal {
 		a.changed()
 	}
 }
@@ -258,10 +260,17 @@ func (a *Agent) deletePodLocked(k types.NamespacedName) {
 func (a *Agent) setNamespace(ns *corev1.Namespace) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.eng.SetNamespace(ns)
-	old, l := a.deps.nsLabels(ns.Name), namespaceLabels(ns)
-	a.deps.namespaces[ns.Name] = l
-	if a.deps.namespaceChanged(a.compiler, old, l) > 0 {
+	if a.eng.HoldsNamespace(ns) {
+		// Same labels (an informer's resync, an annotation): no selector
+		// sees a difference. The engine still learns the namespace is
+		// declared.
+		a.eng.SetNamespace(ns)
+		return
+	}
+	if invalidateDependents(a.compiler, namespaceDependents(a.eng, ns.Name), func() bool {
+		a.eng.SetNamespace(ns)
+		return true
+	}) > 0 {
 		a.changed()
 	}
 }
@@ -269,10 +278,12 @@ func (a *Agent) setNamespace(ns *corev1.Namespace) {
 func (a *Agent) deleteNamespace(name string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.eng.DeleteNamespace(name)
-	old := a.deps.nsLabels(name)
-	delete(a.deps.namespaces, name)
-	if a.deps.namespaceChanged(a.compiler, old, a.deps.nsLabels(name)) > 0 {
+	// Its pods are normally gone by then, and a namespace without pods
+	// affects no policy.
+	if invalidateDependents(a.compiler, namespaceDependents(a.eng, name), func() bool {
+		a.eng.DeleteNamespace(name)
+		return true
+	}) > 0 {
 		a.changed()
 	}
 }
@@ -297,7 +308,6 @@ func (a *Agent) setPolicy(np *networkingv1.NetworkPolicy) {
 		delete(a.rejected, k)
 		a.m.rejectedPolicies.Set(float64(len(a.rejected)))
 	}
-	a.deps.policies[k] = peersOf(np)
 	// A policy selects pods of its own namespace only.
 	if a.compiler.InvalidateNamespace(np.Namespace) > 0 {
 		a.changed()
@@ -311,7 +321,6 @@ func (a *Agent) deletePolicy(namespace, name string) {
 	delete(a.rejected, k)
 	a.m.rejectedPolicies.Set(float64(len(a.rejected)))
 	a.eng.DeletePolicy(namespace, name)
-	delete(a.deps.policies, k)
 	if a.compiler.InvalidateNamespace(namespace) > 0 {
 		a.changed()
 	}

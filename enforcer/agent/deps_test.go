@@ -18,9 +18,11 @@ import (
 	"github.com/podwall/podwall/policylib"
 )
 
-// The agent recompiles only the local pods a change may affect. These
-// tests feed random changes of every kind and check, after each, that what
-// the agent applied is what compiling every local pod afresh gives.
+// The agent recompiles only the local pods a change may affect, as the
+// engine's PoliciesDependingOnPod and PoliciesDependingOnNamespace tell
+// (policylib's own tests check those against PodRules). These tests feed
+// random changes of every kind and check, after each, that what the agent
+// applied is what compiling every local pod afresh gives.
 func TestIncrementalMatchesFresh(t *testing.T) {
 	for _, matchPods := range []bool{true, false} {
 		for seed := range uint64(4) {
@@ -340,11 +342,15 @@ func TestLeadingEdgeAndIrrelevantChanges(t *testing.T) {
 	<-reports // sent after WaitApplied returns
 
 	src.do(func(sk agent.Sink) {
-		// A status update, a pod elsewhere that no peer matches, another node.
+		// A status update, a pod elsewhere that no peer matches, one that
+		// a peer matches but has no address yet, the namespace as the
+		// engine has it already (its name label only), another node.
 		up := web.DeepCopy()
 		up.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
 		sk.SetPod(up)
 		sk.SetPod(pod("db", "k8s-node1", "10.0.0.9", map[string]string{"role": "db"}))
+		sk.SetPod(pod("starting", "k8s-node1", "", map[string]string{"role": "client"}))
+		sk.SetNamespace(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default", Annotations: map[string]string{"a": "b"}}})
 		sk.SetNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "k8s-node1"}})
 		if g := sk.Generation(); g != gen {
 			t.Errorf("generation went from %d to %d on changes that cannot alter the ruleset", gen, g)
@@ -365,4 +371,56 @@ func TestLeadingEdgeAndIrrelevantChanges(t *testing.T) {
 	if r.Recompiled != 1 || !allowed(r.Ruleset, netip.MustParseAddr("10.0.0.7"), netip.MustParseAddr(web.Status.PodIP), policylib.TCP, 80) {
 		t.Errorf("the client's sync recompiled %d pods, ruleset\n%s", r.Recompiled, r.Ruleset.Render())
 	}
+}
+
+// A namespace relabel recompiles the local pods isolated by a policy whose
+// namespaceSelector gains or loses the namespace's pods, and no other.
+func TestNamespaceRelabel(t *testing.T) {
+	src := &chanSource{name: "a", synced: true, fn: make(chan func(agent.Sink))}
+	reports := make(chan agent.SyncReport, 100)
+	s := start(t, agent.Options{OnSync: func(r agent.SyncReport) { reports <- r }}, src)
+	fromTeam := func(name, team string) *networkingv1.NetworkPolicy {
+		return &networkingv1.NetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+			Spec: networkingv1.NetworkPolicySpec{
+				PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+				Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{
+					NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": team}},
+				}}}},
+			},
+		}
+	}
+	client := pod("client", "k8s-node1", "10.0.1.1", nil)
+	client.Namespace = "other"
+	var gen uint64
+	src.do(func(sk agent.Sink) {
+		sk.SetNamespace(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other", Labels: map[string]string{"team": "x"}}})
+		sk.SetPod(client)
+		for _, name := range []string{"x", "y", "z"} {
+			sk.SetPolicy(fromTeam(name, name))
+			sk.SetPod(pod(name, "k8s-node2", "10.0.0."+map[string]string{"x": "1", "y": "2", "z": "3"}[name], map[string]string{"app": name}))
+		}
+		gen = sk.Generation()
+	})
+	s.waitGen(t, gen)
+	for len(reports) > 0 {
+		<-reports
+	}
+
+	// team x to y: the pods x and y; the same labels again: nothing.
+	src.do(func(sk agent.Sink) {
+		sk.SetNamespace(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other", Labels: map[string]string{"team": "y"}}})
+		gen = sk.Generation()
+	})
+	s.waitGen(t, gen)
+	if r := <-reports; r.Recompiled != 2 || !allowed(r.Ruleset, netip.MustParseAddr("10.0.1.1"), netip.MustParseAddr("10.0.0.2"), policylib.TCP, 80) ||
+		allowed(r.Ruleset, netip.MustParseAddr("10.0.1.1"), netip.MustParseAddr("10.0.0.1"), policylib.TCP, 80) {
+		t.Errorf("the relabel recompiled %d pods (want x and y), ruleset\n%s", r.Recompiled, r.Ruleset.Render())
+	}
+	src.do(func(sk agent.Sink) {
+		sk.SetNamespace(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other", Labels: map[string]string{"team": "y"}, Annotations: map[string]string{"a": "b"}}})
+		if g := sk.Generation(); g != gen {
+			t.Errorf("generation went from %d to %d on a namespace update with the same labels", gen, g)
+		}
+	})
 }

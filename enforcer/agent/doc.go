@@ -8,10 +8,12 @@
 //
 // A change marks stale the local pods (those whose spec.nodeName is
 // [Options.NodeName]) whose rules it may alter: the pods of a changed
-// policy's namespace, and the pods isolated by a policy whose peers may
-// match a changed pod or namespace. A change that finds the agent idle is
-// synced at once; changes arriving during a sync or just after it are
-// coalesced ([Options.Debounce], bounded by [Options.MaxDelay]). A sync
+// policy's namespace, and the pods isolated by a policy that the engine
+// says a changed pod or namespace can affect
+// ([policylib.Engine.PoliciesDependingOnPod]). A change that finds the
+// agent idle is synced at once; changes arriving during a sync or just
+// after it are coalesced ([Options.Debounce], bounded by
+// [Options.MaxDelay]). A sync
 // recompiles the stale pods' rules with an [enforcer.Compiler], keeping
 // the others', and installs the result with an [enforcer.Applier], in one
 // atomic, diff-based batch, so a change costs in proportion to the local
