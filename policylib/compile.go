@@ -175,8 +175,3 @@ func (r *rule) matchPeer(other endpoint, ipBlockMatchesPods bool) int {
 	}
 	return noMatch
 }
-
-// matchPort is matchPorts on the rule's ports.
-func (r *rule) matchPort(dst *pod, proto Protocol, port int32) int {
-	return matchPorts(r.ports, dst, proto, port)
-}
