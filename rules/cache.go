@@ -269,7 +269,7 @@ func (s *sharedSnapshot) get(key ast.Ref, gen generation) (sharedEntry, bool) {
 // query returns the virtual cache for one evaluation reading store
 // generation gen.
 func (s *sharedCache) query(gen generation) *queryCache {
-	q := &queryCache{local: topdown.NewVirtualCache(), cls: s.cls, gen: gen}
+	q := &queryCache{cls: s.cls, gen: gen}
 	if snap := s.snap.Load(); snap != nil && snap.gen.other == gen.other {
 		q.snap = snap
 	}
@@ -311,26 +311,81 @@ func (s *sharedCache) promote(q *queryCache) {
 	s.snap.Store(next)
 }
 
-// queryCache is a topdown.VirtualCache: OPA's own for the query, backed at
+// queryCache is a topdown.VirtualCache: the query's own values, backed at
 // the top level by the shared values.
+//
+// The query's own values are kept in flat frames rather than in OPA's
+// cache, a trie with a hash map per ref element: there every rule value a
+// query computed cost some fifteen allocations (a node and a map for each
+// of data, podwall, lib, ...), most of the price of evaluating a small
+// rule. Here it costs a copy of the key. The semantics are OPA's: Get and
+// Put see the top frame only, Push starts an empty one (`with`), Pop drops
+// it.
 type queryCache struct {
-	local   topdown.VirtualCache
+	frames  []localFrame // frames[0] is the query's; the others `with`'s
 	cls     *cacheability
 	gen     generation
 	snap    *sharedSnapshot // nil: nothing kept for this generation yet
-	depth   int             // frames pushed by `with`
 	pending []sharedEntry
 }
 
-func (q *queryCache) Push() { q.depth++; q.local.Push() }
+var _ topdown.VirtualCache = (*queryCache)(nil)
 
-func (q *queryCache) Pop() { q.depth--; q.local.Pop() }
+// localFrame maps a key's hash to its entries: the first in place (a
+// collision is rare), so that a new key allocates nothing but its copy.
+type localFrame map[int]localSlot
+
+type localSlot struct {
+	first sharedEntry
+	more  []sharedEntry
+}
+
+// find is the entry for key in s, or nil.
+func (s *localSlot) find(key ast.Ref) *sharedEntry {
+	if s.first.key.Equal(key) {
+		return &s.first
+	}
+	for i := range s.more {
+		if s.more[i].key.Equal(key) {
+			return &s.more[i]
+		}
+	}
+	return nil
+}
+
+func (q *queryCache) top() localFrame {
+	if len(q.frames) == 0 {
+		return nil
+	}
+	return q.frames[len(q.frames)-1]
+}
+
+func (q *queryCache) Push() {
+	if len(q.frames) == 0 {
+		q.frames = append(q.frames, nil) // the query's frame, not made yet
+	}
+	q.frames = append(q.frames, nil)
+}
+
+func (q *queryCache) Pop() {
+	if len(q.frames) > 0 {
+		q.frames[len(q.frames)-1] = nil
+		q.frames = q.frames[:len(q.frames)-1]
+	}
+}
+
+// depth is the number of frames `with` pushed.
+func (q *queryCache) depth() int { return max(len(q.frames)-1, 0) }
 
 func (q *queryCache) Get(ref ast.Ref) (*ast.Term, bool) {
-	if v, undefined := q.local.Get(ref); v != nil || undefined {
-		return v, undefined
+	if f := q.top(); f != nil {
+		if slot, ok := f[ref.Hash()]; ok {
+			if e := slot.find(ref); e != nil {
+				return e.value, e.value == nil
+			}
+		}
 	}
-	if q.depth == 0 && q.snap != nil {
+	if q.depth() == 0 && q.snap != nil {
 		if e, ok := q.snap.get(ref, q.gen); ok {
 			return e.value, e.value == nil
 		}
@@ -339,17 +394,51 @@ func (q *queryCache) Get(ref ast.Ref) (*ast.Term, bool) {
 }
 
 func (q *queryCache) Put(ref ast.Ref, value *ast.Term) {
-	q.local.Put(ref, value)
-	if q.depth > 0 {
-		return
+	if len(q.frames) == 0 {
+		q.frames = append(q.frames, nil)
 	}
-	if ok, kube := q.cls.shareable(ref); ok {
-		// OPA reuses the key's backing array: keep a copy.
-		q.pending = append(q.pending, sharedEntry{key: slices.Clone(ref), value: value, kube: kube})
+	f := q.frames[len(q.frames)-1]
+	if f == nil {
+		f = make(localFrame, 32)
+		q.frames[len(q.frames)-1] = f
 	}
+	h := ref.Hash()
+	slot, found := f[h]
+	if found {
+		if e := slot.find(ref); e != nil {
+			e.value = value
+			f[h] = slot
+			return
+		}
+	}
+	// OPA reuses the key's backing array: keep a copy.
+	e := sharedEntry{key: slices.Clone(ref), value: value}
+	if q.depth() == 0 {
+		if ok, kube := q.cls.shareable(ref); ok {
+			e.kube = kube
+			q.pending = append(q.pending, e)
+		}
+	}
+	if found {
+		slot.more = append(slot.more, e)
+	} else {
+		slot.first = e
+	}
+	f[h] = slot
 }
 
-func (q *queryCache) Keys() []ast.Ref { return q.local.Keys() }
+// Keys are the keys of the top frame that have a value (not undefined).
+func (q *queryCache) Keys() []ast.Ref {
+	var keys []ast.Ref
+	for _, s := range q.top() {
+		for _, e := range append([]sharedEntry{s.first}, s.more...) {
+			if e.value != nil {
+				keys = append(keys, e.key)
+			}
+		}
+	}
+	return keys
+}
 
 // watchStore counts the store's commits by what they write, until the
 // handle is unregistered.

@@ -25,7 +25,10 @@ import data.podwall.lib
 # that is not has no violations, and most requests concern one or two
 # families, so the others cost one lookup instead of an evaluation of
 # their rules.
-violations contains with_family(v, "requiredLabels") if {
+# requiredLabels, on every Pod and workload request's path, gives its
+# findings in this form already (family and action included), so they are
+# taken as they are.
+violations contains v if {
 	"requiredLabels" in lib.families
 	some v in required_labels.violation
 }

@@ -92,11 +92,20 @@ list(obj, key) := l if {
 # module the selectors are ignored: the family applies more widely, never
 # less.
 applies(name) if {
-	enabled(name)
-	not subresource
-	kind in kinds(name)
-	namespace_allowed(name, namespace)
+	applicable(name, kind, namespace, object.get(input, ["request", "subResource"], ""))
 	not unmatched_selector(name)
+}
+
+# applicable(name, kind, ns, sub): the family is configured, sub names no
+# subresource, and the family checks kind in namespace ns. It reads no
+# input and takes scalars, so the webhook's evaluator keeps its answers
+# across requests: a request of a kind and namespace seen before pays one
+# lookup for all of it.
+applicable(name, k, ns, sub) if {
+	enabled(name)
+	not named_subresource(sub)
+	k in kinds(name)
+	namespace_allowed(name, ns)
 }
 
 # unmatched_selector(name): the family's namespaceSelector or objectSelector
@@ -121,8 +130,9 @@ selective contains name if {
 	is_object(match(name).objectSelector)
 }
 
-subresource if {
-	s := input.request.subResource
+subresource if named_subresource(input.request.subResource)
+
+named_subresource(s) if {
 	is_string(s)
 	s != ""
 }

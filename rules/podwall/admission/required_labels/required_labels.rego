@@ -21,11 +21,20 @@ family := "requiredLabels"
 
 cfg := lib.rule_config(family)
 
+# action is the family's enforcementAction, a rule of its own so that it
+# depends on the configuration alone: the webhook's evaluator computes it
+# once per configuration, where a call in a body costs a lookup and a call
+# on every request.
+action := lib.action(family)
+
+# The request's facts are read from input here rather than through
+# podwall.lib's rules (operation, being_deleted) where that is as simple:
+# every rule a request evaluates costs more than the expressions in it.
 checked if {
+	input.request.operation in {"CREATE", "UPDATE"}
 	lib.applies(family)
 	lib.kind in lib.pod_kinds
-	lib.operation in {"CREATE", "UPDATE"}
-	not lib.being_deleted
+	not lib.resource.metadata.deletionTimestamp # lib.being_deleted
 }
 
 required := [r | some r in cfg.labels; is_string(r.key)]
@@ -50,7 +59,11 @@ labels := l if {
 	is_object(l)
 } else := {}
 
-field(key) := sprintf("%s[%s]", [concat(".", lib.labels_path), key])
+# A finding's field, where the label lives, is built in place with concat
+# (not a function, nor sprintf, which converts every argument): findings
+# are made on the request's path, where every rule or function evaluated
+# costs more than the expressions in it. For the same reason messages name
+# the object as concat("/", [lib.namespace, lib.name]) (lib.display).
 
 what := "label" if lib.kind == "Pod"
 
@@ -68,8 +81,8 @@ allowed_values(req) := vs if {
 # importing it as it needs the built-ins). Otherwise nothing is set and the
 # labels are judged as sent, as the Go rule does.
 patching if {
-	lib.operation == "CREATE"
-	lib.action(family) != "dryrun"
+	input.request.operation == "CREATE"
+	action != "dryrun"
 	placeable
 	not data.podwall.lib.selectors.defaults_unselect
 }
@@ -83,18 +96,20 @@ placeable if is_object(object.get(lib.resource, parent(parent(lib.labels_path)),
 parent(path) := array.slice(path, 0, count(path) - 1)
 
 # problems(labels) are the violations of a label set, keyed by code and field.
-problems(ls) := {[code, field(req.key), msg] |
+problems(ls) := {[code, f, msg] |
 	some req in required
 	not ls[req.key]
 	not defaulted(req)
 	code := "missing-label"
-	msg := sprintf("%s %s: %s %q is required", [lib.kind, lib.display, what, req.key])
-} | {[code, field(req.key), msg] |
+	msg := sprintf("%s %s: %s %q is required", [lib.kind, concat("/", [lib.namespace, lib.name]), what, req.key])
+	f := concat("", [concat(".", lib.labels_path), "[", req.key, "]"])
+} | {[code, f, msg] |
 	some [req, vs] in restricted
 	value := ls[req.key]
 	not value in vs
 	code := "label-value-not-allowed"
-	msg := sprintf("%s %s: %s %s=%q is not allowed: want one of %s", [lib.kind, lib.display, what, req.key, value, concat(", ", vs)])
+	msg := sprintf("%s %s: %s %s=%q is not allowed: want one of %s", [lib.kind, concat("/", [lib.namespace, lib.name]), what, req.key, value, concat(", ", vs)])
+	f := concat("", [concat(".", lib.labels_path), "[", req.key, "]"])
 }
 
 defaulted(req) if {
@@ -102,48 +117,48 @@ defaulted(req) if {
 	is_string(req["default"])
 }
 
-# found are this request's problems; old_found the old object's (UPDATE).
+# found are this request's problems.
 found := problems(labels) if checked
 
-old_found := problems(lib.labels_at(input.request.oldObject, lib.labels_path)) if {
-	lib.operation == "UPDATE"
+# tolerated are the problems, by code and field, that the old object of an
+# UPDATE had too: a family that denies only warns about them. One set per
+# request (empty unless UPDATE), where a test per finding cost two
+# function calls.
+tolerated := {[p[0], p[1]] |
+	action == "deny" # first: depends on the configuration alone
+	input.request.operation == "UPDATE"
 	is_object(input.request.oldObject)
-} else := set()
-
-tolerated(code, f) if {
-	lib.operation == "UPDATE"
-	some p in old_found
-	p[0] == code
-	p[1] == f
+	some p in problems(lib.labels_at(input.request.oldObject, lib.labels_path))
 }
 
-violation contains v if {
+# Each finding carries its family and action, the form
+# podwall.admission.violations has.
+violation contains {"rule": family, "msg": msg, "code": code, "field": f, "action": action} if {
 	some [code, f, msg] in found
-	v := judged(code, f, msg)
+	not tolerated[[code, f]]
 }
 
-# judged is a violation, or, when the old object had it too and the family
-# denies, a warning saying it is tolerated.
-judged(code, f, msg) := {"msg": m, "code": code, "field": f, "action": "warn"} if {
-	tolerated(code, f)
-	lib.action(family) == "deny"
+violation contains {"rule": family, "msg": m, "code": code, "field": f, "action": "warn"} if {
+	some [code, f, msg] in found
+	tolerated[[code, f]]
 	m := concat(" ", [msg, "(tolerated: the object was already like this before this update)"])
-} else := {"msg": msg, "code": code, "field": f}
+}
 
 # dryrun: what the patch would have set.
-violation contains {"msg": msg, "code": "missing-label", "field": field(k)} if {
-	lib.action(family) == "dryrun" # first: depends on the configuration alone
+violation contains {"rule": family, "msg": msg, "code": "missing-label", "field": f, "action": "dryrun"} if {
+	action == "dryrun" # first: depends on the configuration alone
 	checked
-	lib.operation == "CREATE"
+	input.request.operation == "CREATE"
 	some k, v in defaults
 	msg := sprintf("%s %s: would set missing %s %s=%q (the configured default)", [lib.kind, lib.display, what, k, v])
+	f := concat("", [concat(".", lib.labels_path), "[", k, "]"])
 }
 
 # defaults are the labels a CREATE lacks that have a default.
 defaults := {req.key: d |
+	some req in with_default # first: depends on the configuration alone
 	checked
-	lib.operation == "CREATE"
-	some req in with_default
+	input.request.operation == "CREATE"
 	not labels[req.key]
 	d := req["default"]
 }
@@ -162,29 +177,24 @@ note := sprintf("requiredLabels: set missing %s %s (the configured default) on %
 # adding the map (or the metadata holding it) where there is none.
 default patch := []
 
-patch := [op |
+# The guard once, then the form: one else chain tests each condition once,
+# where three rules each repeated the guard on every request.
+patch := ops if {
+	count(defaults) > 0
+	patching
+	ops := patch_ops
+}
+
+patch_ops := [op |
 	some k in sort(object.keys(defaults))
 	op := {"op": "add", "path": pointer(array.concat(lib.labels_path, [k])), "value": defaults[k]}
 ] if {
-	count(defaults) > 0
-	patching
 	count(labels) > 0
-}
-
-patch := [{"op": "add", "path": pointer(lib.labels_path), "value": defaults}] if {
-	count(defaults) > 0
-	patching
-	count(labels) == 0
-	is_object(object.get(lib.resource, array.slice(lib.labels_path, 0, count(lib.labels_path) - 1), null))
-}
-
-patch := [{"op": "add", "path": pointer(meta), "value": {"labels": defaults}}] if {
-	count(defaults) > 0
-	patching
-	count(labels) == 0
-	meta := array.slice(lib.labels_path, 0, count(lib.labels_path) - 1)
-	not is_object(object.get(lib.resource, meta, null))
-	is_object(object.get(lib.resource, array.slice(meta, 0, count(meta) - 1), null))
+} else := [{"op": "add", "path": pointer(lib.labels_path), "value": defaults}] if {
+	is_object(object.get(lib.resource, parent(lib.labels_path), null))
+} else := [{"op": "add", "path": pointer(meta), "value": {"labels": defaults}}] if {
+	meta := parent(lib.labels_path)
+	is_object(object.get(lib.resource, parent(meta), null))
 }
 
 pointer(path) := concat("", [concat("/", ["", lib.json_pointer(p)]) | some p in path])
