@@ -71,8 +71,8 @@ func readsKube(prefix ast.Ref) bool {
 func newCacheability(c *ast.Compiler) *cacheability {
 	ca := &cacheability{root: c.RuleTree, nodes: map[*ast.TreeNode]dependence{}}
 	type state struct {
-		done, busy bool
-		dep        dependence
+		busy bool
+		dep  dependence
 	}
 	memo := map[*ast.Rule]*state{}
 	var ruleDep func(r *ast.Rule) dependence
