@@ -403,9 +403,6 @@ func TestNamespaceRelabel(t *testing.T) {
 		gen = sk.Generation()
 	})
 	s.waitGen(t, gen)
-	for len(reports) > 0 {
-		<-reports
-	}
 
 	// team x to y: the pods x and y; the same labels again: nothing.
 	src.do(func(sk agent.Sink) {
@@ -413,7 +410,7 @@ func TestNamespaceRelabel(t *testing.T) {
 		gen = sk.Generation()
 	})
 	s.waitGen(t, gen)
-	if r := <-reports; r.Recompiled != 2 || !allowed(r.Ruleset, netip.MustParseAddr("10.0.1.1"), netip.MustParseAddr("10.0.0.2"), policylib.TCP, 80) ||
+	if r := reportFor(t, reports, gen); r.Recompiled != 2 || !allowed(r.Ruleset, netip.MustParseAddr("10.0.1.1"), netip.MustParseAddr("10.0.0.2"), policylib.TCP, 80) ||
 		allowed(r.Ruleset, netip.MustParseAddr("10.0.1.1"), netip.MustParseAddr("10.0.0.1"), policylib.TCP, 80) {
 		t.Errorf("the relabel recompiled %d pods (want x and y), ruleset\n%s", r.Recompiled, r.Ruleset.Render())
 	}
@@ -423,4 +420,22 @@ func TestNamespaceRelabel(t *testing.T) {
 			t.Errorf("generation went from %d to %d on a namespace update with the same labels", gen, g)
 		}
 	})
+}
+
+// reportFor returns the first report of a sync at generation gen or later,
+// skipping those of earlier syncs: the set-up's changes may have taken more
+// than one sync, and a report is sent after WaitApplied returns.
+func reportFor(t *testing.T, reports <-chan agent.SyncReport, gen uint64) agent.SyncReport {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case r := <-reports:
+			if r.Generation >= gen {
+				return r
+			}
+		case <-timeout:
+			t.Fatalf("no sync report for generation %d", gen)
+		}
+	}
 }
