@@ -38,7 +38,7 @@ type Engine struct {
 	pods       []*pod // indexed by slot; nil for a free slot
 	freeSlots  []int32
 	podByKey   map[types.NamespacedName]*pod
-	podByHash  map[uint64]*pod // see lookupPod
+	podByHash  podIndex        // see lookupPod
 	seeds      [2]maphash.Seed // of podByHash's key and of pod.nameCheck
 	podByIP    map[netip.Addr]*pod
 	nodes      map[string]*node
@@ -169,7 +169,6 @@ func NewEngine(opts ...Option) *Engine {
 		opts:        options{ipBlockMatchesPods: true},
 		namespaces:  map[string]*namespace{},
 		podByKey:    map[types.NamespacedName]*pod{},
-		podByHash:   map[uint64]*pod{},
 		seeds:       [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		podByIP:     map[netip.Addr]*pod{},
 		nodes:       map[string]*node{},
@@ -522,9 +521,7 @@ func (e *Engine) addPod(p *pod) {
 	e.podByKey[p.key] = p
 	h := e.podHash(0, p.key.Namespace, p.key.Name)
 	p.nameCheck = e.podHash(1, p.key.Namespace, p.key.Name)
-	if e.podByHash[h] == nil {
-		e.podByHash[h] = p
-	}
+	e.podByHash.add(h, p)
 	e.indexIPs(p)
 	if p.hostNetwork {
 		// A host-network pod shares its node's address: policies neither
@@ -570,9 +567,7 @@ func (e *Engine) removePod(p *pod) {
 	e.unindexIPs(p)
 	delete(p.ns.pods, p)
 	delete(e.podByKey, p.key)
-	if h := e.podHash(0, p.key.Namespace, p.key.Name); e.podByHash[h] == p {
-		delete(e.podByHash, h)
-	}
+	e.podByHash.remove(e.podHash(0, p.key.Namespace, p.key.Name), p)
 	e.pods[p.id] = nil
 	e.freeSlots = append(e.freeSlots, p.id)
 }
@@ -584,19 +579,14 @@ func (e *Engine) podHash(seed int, namespace, name string) uint64 {
 }
 
 // lookupPod finds a pod by name. Every decision by name starts here, so it
-// is one lookup in a map keyed by a hash of both names (integer keys: no
-// string hashing or comparing inside the map), and the pod found is
-// confirmed by a second, independent hash held in its first cache line
-// rather than by comparing the names, whose bytes live elsewhere in memory
-// and would cost two more cache misses. Mistaking one pod for another takes
-// both 64-bit hashes, under seeds drawn at random per engine, to collide at
-// once. A pod whose first hash another pod already holds is found through
-// podByKey, as is every unknown pod.
+// is one probe of a flat table keyed by a hash of both names (podIndex: no
+// string hashing or comparing inside it), and the pod found is confirmed by
+// a second, independent hash held in its first cache line rather than by
+// comparing the names, whose bytes live elsewhere in memory and would cost
+// two more cache misses. Mistaking one pod for another takes both 64-bit
+// hashes, under seeds drawn at random per engine, to collide at once.
 func (e *Engine) lookupPod(namespace, name string) *pod {
-	if p := e.podByHash[e.podHash(0, namespace, name)]; p != nil && p.nameCheck == e.podHash(1, namespace, name) {
-		return p
-	}
-	return e.podByKey[types.NamespacedName{Namespace: namespace, Name: name}]
+	return e.podByHash.get(e.podHash(0, namespace, name), e.podHash(1, namespace, name))
 }
 
 func (e *Engine) indexIPs(p *pod) {
