@@ -98,6 +98,7 @@ func NewEvaluator(ctx context.Context, b *bundle.Bundle, opts ...EvaluatorOption
 		e.watching.Store(true)
 	}
 	if err := e.Reload(ctx, b); err != nil {
+		_ = e.Close(ctx) // unregister the store trigger: the store may outlive e
 		return nil, err
 	}
 	return e, nil

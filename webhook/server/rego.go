@@ -62,6 +62,11 @@ type RegoRules struct {
 	ev      atomic.Pointer[regorules.Evaluator]
 	kube    *kubeSync // nil: data.kubernetes is the caller's to write
 
+	// cfgMu makes configuration changes one at a time: setConfig starts
+	// the cluster's replication before taking mu and stops it after, and
+	// two changes interleaving there could leave rego rules in force with
+	// replication stopped.
+	cfgMu    sync.Mutex
 	mu       sync.RWMutex // shared by evaluations, exclusive while the configuration changes
 	doc      any          // the data.podwall.config in force; nil before any
 	families atomic.Pointer[[]string]
@@ -165,6 +170,7 @@ func (r *RegoRules) buildLocked(ctx context.Context, b *bundle.Bundle) error {
 	r.mu.RUnlock()
 	if doc != nil {
 		if err := e.SetConfig(ctx, doc); err != nil {
+			_ = e.Close(ctx) // its trigger on r.store must not outlive it
 			return fmt.Errorf("writing data.podwall.config: %w", err)
 		}
 	}
@@ -247,6 +253,8 @@ func (r *RegoRules) SetConfig(ctx context.Context, cfg *config.AdmissionConfigur
 // exclusive lock, so no request sees one side's configuration with the
 // other's. Once no rule uses rego the replicated cluster is dropped.
 func (r *RegoRules) setConfig(ctx context.Context, cfg *config.AdmissionConfiguration, waitSync bool, commit func()) error {
+	r.cfgMu.Lock()
+	defer r.cfgMu.Unlock()
 	fams := regoRuleNames(cfg)
 	if len(fams) > 0 {
 		if err := r.build(ctx, nil); err != nil {
