@@ -164,3 +164,40 @@ func TestEvalReviewJSON(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseJSON holds parseJSON to encoding/json's verdict on validity and,
+// for valid documents, to what ast.ValueFromReader makes of them.
+func FuzzParseJSON(f *testing.F) {
+	for _, seed := range []string{
+		`null`, `-1.5E-7`, `"\u00e9\ud83d\ude00"`, "\"bad \xff byte\"", `{"a": 1, "a": 2}`,
+		`[1, "a", null, true, {"k": []}]`, `{"metadata":{"labels":{"app":"web"}}}`, `[1,]`, `01`, `"\ud800"`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		got, err := parseJSON(doc)
+		if !json.Valid(doc) {
+			if err == nil {
+				t.Fatalf("%q: parsed as %v, but it is not JSON", doc, got)
+			}
+			return
+		}
+		want, werr := ast.ValueFromReader(bytes.NewReader(doc))
+		if werr != nil {
+			// Deeper than parseJSON allows, say: both must refuse it.
+			if err == nil {
+				t.Fatalf("%q: parsed as %v; ValueFromReader: %v", doc, got, werr)
+			}
+			return
+		}
+		if err != nil {
+			if strings.Count(string(doc), "[")+strings.Count(string(doc), "{") > maxJSONDepth {
+				return // nesting past maxJSONDepth is refused on purpose
+			}
+			t.Fatalf("%q: %v", doc, err)
+		}
+		if got.Compare(want) != 0 {
+			t.Fatalf("%q: got %v, want %v", doc, got, want)
+		}
+	})
+}
