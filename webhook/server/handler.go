@@ -78,13 +78,8 @@ func (h *handler) SetCacheSyncWait(d time.Duration) { h.syncWait = d }
 
 // checkedKinds are the group and kind of every object some rule can check.
 var checkedKinds = func() map[metav1.GroupKind]bool {
-	groups := map[string]string{
-		config.KindPod: "", config.KindDeployment: "apps", config.KindReplicaSet: "apps",
-		config.KindStatefulSet: "apps", config.KindDaemonSet: "apps", config.KindJob: "batch",
-		config.KindCronJob: "batch", config.KindNetworkPolicy: "networking.k8s.io",
-	}
 	m := map[metav1.GroupKind]bool{}
-	for k, g := range groups {
+	for k, g := range kindGroups {
 		m[metav1.GroupKind{Group: g, Kind: k}] = true
 	}
 	return m

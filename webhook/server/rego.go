@@ -20,6 +20,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	regorules "github.com/podwall/podwall/rules"
@@ -382,7 +383,8 @@ func regoDocument(cfg *config.AdmissionConfiguration) (map[string]any, error) {
 	return doc, nil
 }
 
-// kindGroups are the API groups of the kinds the rules check.
+// kindGroups are the API groups of the kinds the rules check (see
+// checkedKinds).
 var kindGroups = map[string]string{
 	config.KindPod: "", config.KindDeployment: "apps", config.KindReplicaSet: "apps",
 	config.KindStatefulSet: "apps", config.KindDaemonSet: "apps", config.KindJob: "batch",
@@ -405,7 +407,7 @@ func applicable(cfg *config.AdmissionConfiguration, req *admissionv1.AdmissionRe
 	default:
 		return nil
 	}
-	if g, ok := kindGroups[req.Kind.Kind]; !ok || g != req.Kind.Group {
+	if !checkedKinds[metav1.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}] {
 		return nil
 	}
 	var out []regoRule
