@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/go-logr/logr"
 	"github.com/open-policy-agent/opa/v1/bundle"
@@ -33,7 +32,7 @@ func newAdmissionRules(ctx context.Context, source string, cfg *config.Admission
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	a := &admissionRules{cfg: cfg, goSide: ev}
-	if !usesRego(cfg) {
+	if len(server.RegoRuleNames(cfg)) == 0 {
 		return a, nil
 	}
 	var b *bundle.Bundle
@@ -49,25 +48,6 @@ func newAdmissionRules(ctx context.Context, source string, cfg *config.Admission
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	return a, nil
-}
-
-// usesRego reports whether some configured rule is on the rego engine.
-func usesRego(cfg *config.AdmissionConfiguration) bool {
-	r := cfg.Rules
-	var on []*config.Common
-	if r.RequiredLabels != nil {
-		on = append(on, &r.RequiredLabels.Common)
-	}
-	if r.DefaultDeny != nil {
-		on = append(on, &r.DefaultDeny.Common)
-	}
-	if r.NetworkPolicyHygiene != nil {
-		on = append(on, &r.NetworkPolicyHygiene.Common)
-	}
-	if r.ProtectedAccess != nil {
-		on = append(on, &r.ProtectedAccess.Common)
-	}
-	return slices.ContainsFunc(on, func(c *config.Common) bool { return c.Engine == config.EngineRego })
 }
 
 // setCluster gives the Rego rules the cluster the Go rules see (their

@@ -256,7 +256,7 @@ func (r *RegoRules) SetConfig(ctx context.Context, cfg *config.AdmissionConfigur
 func (r *RegoRules) setConfig(ctx context.Context, cfg *config.AdmissionConfiguration, waitSync bool, commit func()) error {
 	r.cfgMu.Lock()
 	defer r.cfgMu.Unlock()
-	fams := regoRuleNames(cfg)
+	fams := RegoRuleNames(cfg)
 	if len(fams) > 0 {
 		if err := r.build(ctx, nil); err != nil {
 			return err
@@ -326,7 +326,8 @@ func regoRules(cfg *config.AdmissionConfiguration) []regoRule {
 	return out
 }
 
-func regoRuleNames(cfg *config.AdmissionConfiguration) []string {
+// RegoRuleNames lists the configured rules whose engine is rego.
+func RegoRuleNames(cfg *config.AdmissionConfiguration) []string {
 	out := []string{}
 	for _, r := range regoRules(cfg) {
 		out = append(out, r.name)

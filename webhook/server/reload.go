@@ -235,7 +235,7 @@ func (w *ConfigWatcher) Reload() (bool, error) {
 	w.mu.Unlock()
 	configGeneration.Set(float64(gen))
 	configReloads.WithLabelValues("success").Inc()
-	w.log.Info("configuration reloaded", "file", w.path, "generation", gen, "rules", e.Rules(), "regoRules", regoRuleNames(e.Config()))
+	w.log.Info("configuration reloaded", "file", w.path, "generation", gen, "rules", e.Rules(), "regoRules", RegoRuleNames(e.Config()))
 	warnExemptions(w.log, e, w.namespace)
 	for _, f := range callbacks {
 		f(e)
