@@ -224,10 +224,14 @@ func (e *Evaluator) DeleteData(ctx context.Context, path string) error {
 }
 
 // Message is one violation or warning: the rule family (its configuration
-// key, such as "requiredLabels") and the message for people.
+// key, such as "requiredLabels"), the message for people, and the
+// finding's code and field when the bundle gives them (podwall's rules do,
+// except for the warning that says what the patch sets).
 type Message struct {
-	Rule string `json:"rule"`
-	Msg  string `json:"msg"`
+	Rule  string `json:"rule"`
+	Msg   string `json:"msg"`
+	Code  string `json:"code,omitempty"`
+	Field string `json:"field,omitempty"`
 }
 
 // PatchOperation is one JSON patch (RFC 6902) operation.
@@ -367,8 +371,9 @@ func (e *Evaluator) eval(ctx context.Context, input ast.Value) (*Result, error) 
 	return res, nil
 }
 
-// messages reads a set of {"rule": string, "msg": string}, in the order
-// OPA's JSON conversion of the set would give.
+// messages reads a set of {"rule": string, "msg": string} with optional
+// string "code" and "field", in the order OPA's JSON conversion of the set
+// would give.
 func messages(v any, name string) ([]Message, error) {
 	t, _ := v.(*ast.Term)
 	var set ast.Set
@@ -385,7 +390,10 @@ func messages(v any, name string) ([]Message, error) {
 		if !ok1 || !ok2 {
 			return fmt.Errorf("data.podwall.admission.%s: want {\"rule\": string, \"msg\": string}, got %v", name, x)
 		}
-		out = append(out, Message{Rule: rule, Msg: msg})
+		m := Message{Rule: rule, Msg: msg}
+		m.Code, _ = stringField(x, "code")
+		m.Field, _ = stringField(x, "field")
+		out = append(out, m)
 		return nil
 	})
 	return out, err

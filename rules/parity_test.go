@@ -529,7 +529,7 @@ func (h *harness) runRego(t *testing.T, c parityCase, cfg any, viaEvaluator bool
 	for _, x := range vs {
 		m := x.(map[string]any)
 		f := finding{Rule: m["rule"].(string), Action: m["action"].(string), Code: m["code"].(string), Field: m["field"].(string), Message: m["msg"].(string)}
-		byAction[f.Action] = append(byAction[f.Action], rules.Message{Rule: f.Rule, Msg: f.Message})
+		byAction[f.Action] = append(byAction[f.Action], rules.Message{Rule: f.Rule, Msg: f.Message, Code: f.Code, Field: f.Field})
 		if compared[f.Rule] {
 			out.Findings = append(out.Findings, f)
 		}
@@ -576,7 +576,9 @@ func messagesOf(t *testing.T, v any) []rules.Message {
 	var out []rules.Message
 	for _, x := range v.([]any) {
 		m := x.(map[string]any)
-		out = append(out, rules.Message{Rule: m["rule"].(string), Msg: m["msg"].(string)})
+		code, _ := m["code"].(string) // the note about the patch has none
+		field, _ := m["field"].(string)
+		out = append(out, rules.Message{Rule: m["rule"].(string), Msg: m["msg"].(string), Code: code, Field: field})
 	}
 	return out
 }
@@ -585,7 +587,7 @@ func sameMessages(a, b []rules.Message) bool {
 	key := func(ms []rules.Message) []string {
 		set := map[string]bool{}
 		for _, m := range ms {
-			set[m.Rule+"\x00"+m.Msg] = true
+			set[m.Rule+"\x00"+m.Msg+"\x00"+m.Code+"\x00"+m.Field] = true
 		}
 		return slices.Sorted(maps.Keys(set))
 	}

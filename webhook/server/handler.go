@@ -243,7 +243,7 @@ func denial(res rules.Result) admission.Response {
 		}
 		lines = append(lines, violationLine(v))
 		cause := v.Rule
-		if v.Code != "" { // the Rego rules' findings have none
+		if v.Code != "" { // a rule in a bundle of one's own may give none
 			cause += "/" + v.Code
 		}
 		causes = append(causes, metav1.StatusCause{

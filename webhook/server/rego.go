@@ -47,10 +47,7 @@ const CodeRegoError = "rego-error"
 // bundle is compiled when a configuration first needs it, and
 // data.kubernetes is kept (from the informers of the cluster attached by
 // [Server]) only while some rule uses rego. The Rego rules' findings carry
-// no violation code (the bundle's deny, warn and dryrun sets name the rule
-// and the message only), except CodeRegoError and the missing-label of a
-// CREATE that reaches the validating webhook without the mutating one's
-// defaults.
+// the codes and fields the bundle gives them, as the Go rules' do.
 //
 // RegoRules is safe for concurrent use.
 type RegoRules struct {
@@ -474,7 +471,7 @@ func (r *RegoRules) validate(ctx context.Context, req *admissionv1.AdmissionRequ
 			if _, ok := want[m.Rule]; !ok || isPatchNote(m) {
 				continue
 			}
-			addViolation(res, rules.Violation{Rule: m.Rule, Action: set.action, Message: m.Msg})
+			addViolation(res, rules.Violation{Rule: m.Rule, Action: set.action, Code: m.Code, Field: m.Field, Message: m.Msg})
 		}
 	}
 	// A patch at this point means the object still lacks labels that
@@ -488,9 +485,9 @@ func (r *RegoRules) validate(ctx context.Context, req *admissionv1.AdmissionRequ
 		}
 		for _, l := range patchedLabels(out.Patch) {
 			addViolation(res, rules.Violation{
-				Rule: config.RuleRequiredLabels, Action: action, Code: rules.CodeMissingLabel,
+				Rule: config.RuleRequiredLabels, Action: action, Code: rules.CodeMissingLabel, Field: l.field,
 				Message: fmt.Sprintf("%s %s: %s %q is required: its default %q was not set (the mutating webhook did not run, or a later mutation removed it)",
-					req.Kind.Kind, displayName(req), what, l[0], l[1]),
+					req.Kind.Kind, displayName(req), what, l.key, l.value),
 			})
 		}
 	}
@@ -543,34 +540,51 @@ func addViolation(res *rules.Result, v rules.Violation) {
 	}
 }
 
-// patchedLabels returns the [key, value] pairs the requiredLabels patch
-// adds: one label per operation into an existing label map, or a whole
-// map, or a metadata object holding one.
-func patchedLabels(ops []regorules.PatchOperation) [][2]string {
-	var out [][2]string
-	addMap := func(m map[string]any) {
+// patchedLabel is a label the requiredLabels patch adds, and the field
+// path where it goes, as in "spec.template.metadata.labels[team]".
+type patchedLabel struct{ key, value, field string }
+
+// patchedLabels returns the labels the requiredLabels patch adds: one label
+// per operation into an existing label map, or a whole map, or a metadata
+// object holding one.
+func patchedLabels(ops []regorules.PatchOperation) []patchedLabel {
+	var out []patchedLabel
+	addMap := func(labels []string, m map[string]any) {
 		for k, v := range m {
 			if s, ok := v.(string); ok {
-				out = append(out, [2]string{k, s})
+				out = append(out, patchedLabel{k, s, strings.Join(labels, ".") + "[" + k + "]"})
 			}
 		}
 	}
 	for _, op := range ops {
+		path := pointerTokens(op.Path)
 		switch v := op.Value.(type) {
 		case string:
-			i := strings.LastIndexByte(op.Path, '/')
-			key := strings.NewReplacer("~1", "/", "~0", "~").Replace(op.Path[i+1:])
-			out = append(out, [2]string{key, v})
+			if n := len(path); n > 0 {
+				out = append(out, patchedLabel{path[n-1], v, strings.Join(path[:n-1], ".") + "[" + path[n-1] + "]"})
+			}
 		case map[string]any:
-			if ls, ok := v["labels"].(map[string]any); ok && strings.HasSuffix(op.Path, "/metadata") {
-				addMap(ls)
+			if ls, ok := v["labels"].(map[string]any); ok && len(path) > 0 && path[len(path)-1] == "metadata" {
+				addMap(append(path, "labels"), ls)
 			} else {
-				addMap(v)
+				addMap(path, v)
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	slices.SortFunc(out, func(a, b patchedLabel) int { return strings.Compare(a.key, b.key) })
 	return out
+}
+
+// pointerTokens splits a JSON pointer (RFC 6901) into its unescaped tokens.
+func pointerTokens(p string) []string {
+	if p == "" {
+		return nil
+	}
+	toks := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	for i, t := range toks {
+		toks[i] = strings.NewReplacer("~1", "/", "~0", "~").Replace(t)
+	}
+	return toks
 }
 
 // displayName is "namespace/name" of the request's object, as the bundle

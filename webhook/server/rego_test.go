@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"os"
@@ -195,6 +196,10 @@ func TestEnginesSeedDecisions(t *testing.T) {
 			return r
 		}, true, "", nil},
 	}
+	// causes are each step's status causes from the first engine: every
+	// engine must give the same types (rule/code) and fields. The messages
+	// differ: the Go rules' say more.
+	causes := map[string][]metav1.StatusCause{}
 	for _, eng := range engines {
 		t.Run(eng.name, func(t *testing.T) {
 			v, _, _ := engineHandlers(t, eng.config, seedCluster())
@@ -215,8 +220,16 @@ func TestEnginesSeedDecisions(t *testing.T) {
 							t.Errorf("message lacks %q:\n%s", want, resp.Result.Message)
 						}
 					}
-					if c := resp.Result.Details.Causes; len(c) == 0 || !strings.HasPrefix(string(c[0].Type), s.rule) {
-						t.Errorf("causes = %+v", c)
+					c := slices.SortedFunc(slices.Values(resp.Result.Details.Causes), func(a, b metav1.StatusCause) int {
+						return cmp.Or(strings.Compare(string(a.Type), string(b.Type)), strings.Compare(a.Field, b.Field))
+					})
+					if len(c) == 0 || !strings.HasPrefix(string(c[0].Type), s.rule+"/") {
+						t.Errorf("causes = %+v, want rule/code", c)
+					}
+					if prev, ok := causes[s.name]; !ok {
+						causes[s.name] = c
+					} else if !sameCauses(prev, c) {
+						t.Errorf("causes = %+v\nthe first engine's: %+v", c, prev)
 					}
 				})
 			}
@@ -264,6 +277,15 @@ func TestEnginesMutation(t *testing.T) {
 			}
 			if len(resp.Warnings) != 0 {
 				t.Errorf("validating warnings = %q", resp.Warnings)
+			}
+			// The same cause whichever form the patch would take (one label
+			// into the map, or the whole map).
+			for _, r := range []admission.Request{req, request(t, admissionv1.Create, pod("default", "bare", nil), nil)} {
+				resp = v.Handle(ctx, r)
+				want := []metav1.StatusCause{{Type: "requiredLabels/missing-label", Field: "metadata.labels[access]"}}
+				if resp.Allowed || !sameCauses(resp.Result.Details.Causes, want) {
+					t.Errorf("unpatched pod %s: causes %+v, want %+v", r.Name, resp.Result.Details.Causes, want)
+				}
 			}
 		})
 	}
@@ -577,4 +599,9 @@ func TestRegoRulesMissing(t *testing.T) {
 	if resp.Allowed || resp.Result.Code != http.StatusInternalServerError || !strings.Contains(resp.Result.Message, "rule requiredLabels is on the rego engine") {
 		t.Errorf("resp = %+v", resp.Result)
 	}
+}
+
+// sameCauses compares status causes by type and field.
+func sameCauses(a, b []metav1.StatusCause) bool {
+	return slices.EqualFunc(a, b, func(x, y metav1.StatusCause) bool { return x.Type == y.Type && x.Field == y.Field })
 }

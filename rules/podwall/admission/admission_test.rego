@@ -12,7 +12,10 @@ with_action(name, action) := json.patch(fixtures.config, [{"op": "add", "path": 
 test_deny_collects_every_family if {
 	ds := admission.deny with input as fixtures.create(unlabelled) with data.podwall.config as fixtures.config
 		with data.kubernetes as fixtures.kubernetes
-	ds == {{"rule": "requiredLabels", "msg": "Pod default/web: label \"app.kubernetes.io/name\" is required"}}
+	ds == {{
+		"rule": "requiredLabels", "msg": "Pod default/web: label \"app.kubernetes.io/name\" is required",
+		"code": "missing-label", "field": "metadata.labels[app.kubernetes.io/name]",
+	}}
 	not admission.allowed with input as fixtures.create(unlabelled) with data.podwall.config as fixtures.config
 		with data.kubernetes as fixtures.kubernetes
 	k := fixtures.with_policies([])
