@@ -46,6 +46,15 @@ func KubernetesObjectPath(obj runtime.Object) (storage.Path, error) {
 	return storage.Path{"kubernetes", resource, ns, name}, nil
 }
 
+// HeldInData reports whether obj is of a kind data.kubernetes holds (a
+// Namespace, Pod, Service or NetworkPolicy): the rules read the cluster
+// only through those, so a caller with a mixed set of objects (workloads
+// among them) puts these and leaves the rest out.
+func HeldInData(obj runtime.Object) bool {
+	_, _, _, err := kubeKind(obj)
+	return err == nil
+}
+
 // kubeKind returns the data.kubernetes key, apiVersion and kind of the
 // types the rules read.
 func kubeKind(obj runtime.Object) (resource, apiVersion, kind string, err error) {

@@ -57,6 +57,9 @@ func (a *admissionRules) setCluster(ctx context.Context, objs []runtime.Object) 
 		return nil
 	}
 	for _, o := range objs {
+		if !regorules.HeldInData(o) {
+			continue // a workload: the rules see it in requests only, as in the webhook
+		}
 		if err := regorules.PutKubernetesObject(ctx, a.rego.Store(), o); err != nil {
 			return err
 		}

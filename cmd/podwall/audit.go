@@ -178,9 +178,13 @@ func auditCluster(cmd *cobra.Command, c client.Reader, ar *admissionRules, names
 	})
 
 	findings := []checkFinding{}
-	// Protected namespaces without their default deny, once each.
+	// Protected namespaces without their default deny, once each, whichever
+	// engine runs defaultDeny: which namespaces it protects and what their
+	// policies are is the configuration's and the cluster's, and the
+	// objects' own findings there (code missing-default-deny, from either
+	// engine) are left out below.
 	unprotected := map[string]bool{}
-	if dd := ev.Config().Rules.DefaultDeny; dd != nil && dd.Engine == config.EngineGo && slices.Contains(dd.Match.Kinds, config.KindPod) {
+	if dd := ev.Config().Rules.DefaultDeny; dd != nil && slices.Contains(dd.Match.Kinds, config.KindPod) {
 		for _, ns := range cl.Namespaces() {
 			if (namespace != "" && ns.Name != namespace) || ns.DeletionTimestamp != nil || !ev.Protects(ns) {
 				continue

@@ -106,11 +106,20 @@ var wantAuditFindings = []string{
 	"warn networkPolicyHygiene NetworkPolicy shop/access-anywhere", // selects-no-pods: no httpd pod in shop
 }
 
+// TestAuditCluster audits auditObjects with every rule on the Go engine,
+// then on rego: the same findings, a namespace without its default deny
+// reported once either way.
 func TestAuditCluster(t *testing.T) {
+	for _, cfg := range []string{auditConfig, "../../webhook/server/testdata/seed-rego.yaml"} {
+		t.Run(filepath.Base(cfg), func(t *testing.T) { testAuditCluster(t, cfg) })
+	}
+}
+
+func testAuditCluster(t *testing.T, configPath string) {
 	c := fake.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(auditObjects()...).Build()
 	cmd := &cobra.Command{}
 	cmd.SetContext(context.Background())
-	ev, err := auditRules(context.Background(), c, auditConfig, "", "")
+	ev, err := auditRules(context.Background(), c, configPath, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
