@@ -165,6 +165,62 @@ user_is_granted contains grant if {
 	}
 }
 
+// BenchmarkEvalGatekeeperStyleRequiredLabels is the second anchor: the
+// required-labels check as Gatekeeper's library writes it (a
+// ConstraintTemplate's violation rules: the missing keys as one set
+// difference, each present label against its allowed pattern), on the same
+// Pod CREATE, its input built from the request in the loop as Eval builds
+// ours. It has none of what podwall's rule adds on the same request: the
+// scope (kinds, workloads' pod templates, namespaces, exemptions,
+// selectors), defaults and their patch, tolerating on UPDATE what the old
+// object had, enforcement actions, and the four entry points (deny, warn,
+// dryrun, patch). Gatekeeper itself does the matching and the actions in
+// Go, outside Rego.
+func BenchmarkEvalGatekeeperStyleRequiredLabels(b *testing.B) {
+	const policy = `package k8srequiredlabels
+
+message(parameters, fallback) := parameters.message
+
+message(parameters, fallback) := fallback if not parameters.message
+
+violation contains {"msg": msg, "details": {"missing_labels": missing}} if {
+	provided := {label | input.review.object.metadata.labels[label]}
+	required := {label | label := input.parameters.labels[_].key}
+	missing := required - provided
+	count(missing) > 0
+	msg := message(input.parameters, sprintf("you must provide labels: %v", [missing]))
+}
+
+violation contains {"msg": msg} if {
+	value := input.review.object.metadata.labels[key]
+	expected := input.parameters.labels[_]
+	expected.key == key
+	expected.allowedRegex != ""
+	not regex.match(expected.allowedRegex, value)
+	msg := message(input.parameters, sprintf("Label <%v: %v> does not satisfy allowed regex: %v", [key, value, expected.allowedRegex]))
+}
+`
+	ctx := context.Background()
+	pq, err := rego.New(rego.Module("k8srequiredlabels.rego", policy), rego.Query("data.k8srequiredlabels.violation")).PrepareForEval(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	params := ast.NewTerm(ast.MustParseTerm(`{"labels": [{"key": "app.kubernetes.io/name"}, {"key": "team", "allowedRegex": "^(web|data)$"}]}`).Value)
+	req := request(b, admissionv1.Create, "Pod", pod("web", map[string]string{"app.kubernetes.io/name": "web", "team": "ops"}), nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		review, err := requestValue(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		input := ast.NewObject(ast.Item(ast.InternedTerm("review"), ast.NewTerm(review)), ast.Item(ast.InternedTerm("parameters"), params))
+		rs, err := pq.Eval(ctx, rego.EvalParsedInput(input))
+		if err != nil || len(rs) != 1 || len(rs[0].Expressions[0].Value.([]any)) != 1 {
+			b.Fatal(rs, err)
+		}
+	}
+}
+
 // BenchmarkEvalPodCreateAllFamilies is the same Pod CREATE with every
 // family configured and the seed cluster in the store.
 func BenchmarkEvalPodCreateAllFamilies(b *testing.B) {
