@@ -152,7 +152,9 @@ describe_source(src) := sprintf("any new pod in namespace %s", [parts[0]]) if {
 
 opened_targets contains [f.to, f.protocol, f.port] if some f in opened
 
-violation contains {"msg": msg, "target": to} if {
+# Codes: opens-protected-pod for a flow the change opens, undecided-flows
+# when some could not be decided.
+violation contains {"code": "opens-protected-pod", "msg": msg, "target": to} if {
 	some [to, protocol, port] in opened_targets
 	srcs := sort([describe_source(f.from) | some f in opened; [f.to, f.protocol, f.port] == [to, protocol, port]])
 	examples := array.slice(srcs, 0, 3)
@@ -171,7 +173,7 @@ more_text(n) := sprintf(" and %d more", [n]) if {
 	n > 0
 } else := ""
 
-violation contains {"msg": msg, "target": ""} if {
+violation contains {"code": "undecided-flows", "msg": msg, "target": ""} if {
 	count(undecided) > 0
 	msg := sprintf(
 		"NetworkPolicy %s: could not decide %d flow(s) to protected pods (is the cluster state valid?), refusing to open them",

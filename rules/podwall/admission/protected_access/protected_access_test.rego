@@ -21,6 +21,7 @@ test_opening_to_pods_without_access_is_a_violation if {
 	vs := protected_access.violation with input as fixtures.create(run_busybox) with data.podwall.config as cfg
 		with data.kubernetes as fixtures.kubernetes
 	targets(vs) == {"default/httpd-1", "default/httpd-2", "default/httpd-3"}
+	{v.code | some v in vs} == {"opens-protected-pod"}
 	some v in vs
 	v.target == "default/httpd-1"
 	v.msg == "creating NetworkPolicy default/run-busybox would let pods without access=true reach protected pod default/httpd-1 on TCP/80 (default/busybox)"
@@ -146,5 +147,6 @@ test_undecidable_flows_fail_closed if {
 	k := json.patch(fixtures.kubernetes, [{"op": "replace", "path": "/pods/default/busybox/status/podIP", "value": "not-an-ip"}])
 	vs := protected_access.violation with input as fixtures.create(run_busybox) with data.podwall.config as cfg with data.kubernetes as k
 	some v in vs
+	v.code == "undecided-flows"
 	contains(v.msg, "could not decide")
 }
