@@ -82,6 +82,14 @@ var builtinTable = []*builtin{
 		impl: decide,
 	},
 	{
+		name: "podwall.snapshot_errors",
+		desc: "Returns why podwall.decide would refuse a cluster snapshot: one message per object that does not decode or that the API server would reject (a policy stored before stricter validation, say), naming the object and field. Empty when decide would decide. Lets a rule fail closed by itself where decide's error would end the whole query.",
+		decl: types.NewFunction(types.Args(
+			named("snapshot", tAnyObject, "{namespaces, pods, policies, nodes, services}: arrays of Kubernetes objects, each optional"),
+		), named("errors", types.NewArray(nil, types.S), "one message per refused object")),
+		impl: snapshotErrors,
+	},
+	{
 		name: "podwall.is_default_deny",
 		desc: "Reports whether a NetworkPolicy, after the API server's defaulting, denies everything in a direction for every pod of its namespace (empty podSelector, the direction among its policyTypes, no rules for it). An invalid policy is an error.",
 		decl: types.NewFunction(types.Args(

@@ -345,6 +345,28 @@ func TestDecideErrors(t *testing.T) {
 		{"from": "1.2.3.4", "to": "1.2.3.5", "port": 80})`, nil, name, "x/bad", "spec.ingress[0].from[0].ipBlock.cidr")
 }
 
+// TestSnapshotErrors: what podwall.decide would refuse, one message per
+// object, and nothing for a snapshot it decides on.
+func TestSnapshotErrors(t *testing.T) {
+	in := map[string]any{"seed": seedSnapshot(t, "networkpolicy.yaml")}
+	if got := mustEval(t, "podwall.snapshot_errors(input.seed)", in); !reflect.DeepEqual(got, []any{}) {
+		t.Errorf("seed: %v, want []", got)
+	}
+	got := mustEval(t, `podwall.snapshot_errors({"policies": [
+		{"metadata": {"name": "bad", "namespace": "x"}, "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.1/24"}}]}]}},
+		{"metadata": {"name": "worse", "namespace": "y"}, "spec": {"podSelector": {"matchExpressions": [{"key": "a", "operator": "Has"}]}}}
+	]})`, nil).([]any)
+	if len(got) != 2 || !strings.HasPrefix(got[0].(string), "NetworkPolicy x/bad: spec.ingress[0].from[0].ipBlock.cidr") ||
+		!strings.HasPrefix(got[1].(string), "NetworkPolicy y/worse: spec.podSelector") {
+		t.Errorf("two bad policies: %q", got)
+	}
+	got = mustEval(t, `podwall.snapshot_errors({"pods": [1]})`, nil).([]any)
+	if len(got) != 1 || !strings.Contains(got[0].(string), "pods[0]: want an object, got number") {
+		t.Errorf("a pod that is a number: %q", got)
+	}
+	wantBuiltinError(t, `podwall.snapshot_errors(input.x)`, map[string]any{"x": []any{}}, "podwall.snapshot_errors", "argument 1 (snapshot)")
+}
+
 func TestDecideBuildsOnceAQuery(t *testing.T) {
 	in := map[string]any{"seed": seedSnapshot(t, "networkpolicy.yaml")}
 	before := engineBuilds.Load()

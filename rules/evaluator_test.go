@@ -186,12 +186,52 @@ func TestEvaluatorProtectedAccessAndHygiene(t *testing.T) {
 	}
 }
 
-// TestEvaluatorStrictBuiltinErrors: an invalid object in the cluster state
-// fails the evaluation with the built-in's message instead of leaving the
-// rule undefined.
+// TestEvaluatorClusterPolicylibRefuses: an object in the cluster state
+// that policylib refuses (a pod with an unparsable address) makes
+// protectedAccess fail closed by itself, naming the object, and the other
+// rules' findings stand.
+func TestEvaluatorClusterPolicylibRefuses(t *testing.T) {
+	ctx := context.Background()
+	ev := seedEvaluator(t)
+	bad := pod("weird", map[string]string{"run": "x"})
+	bad.Status.PodIP = "not-an-ip"
+	if err := ev.SetData(ctx, "/kubernetes/pods/default/weird", bad); err != nil {
+		t.Fatal(err)
+	}
+	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "everyone", Namespace: "default"},
+		Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{}, Ingress: []networkingv1.NetworkPolicyIngressRule{{}}}}
+	res, err := ev.Eval(ctx, request(t, admissionv1.Create, "NetworkPolicy", np, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Violations) != 1 || res.Violations[0].Code != "undecided-flows" || !strings.Contains(res.Violations[0].Msg, "not-an-ip") {
+		t.Errorf("violations %+v, want protectedAccess undecided-flows naming not-an-ip", res.Violations)
+	}
+	if !slices.Contains(rulesOf(res.Warnings), "networkPolicyHygiene") {
+		t.Errorf("warnings %v lack networkPolicyHygiene's", res.Warnings)
+	}
+	if err := ev.DeleteData(ctx, "/kubernetes/pods/default/weird"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ev.DeleteData(ctx, "/kubernetes/pods/default/weird"); err != nil {
+		t.Errorf("deleting a missing document: %v", err)
+	}
+	res, err = ev.Eval(ctx, request(t, admissionv1.Create, "NetworkPolicy", np, nil))
+	if err != nil || slices.ContainsFunc(res.Violations, func(m Message) bool { return m.Code == "undecided-flows" }) {
+		t.Fatalf("after the fix: %+v, %v", res, err)
+	}
+}
+
+// TestEvaluatorStrictBuiltinErrors: a built-in's error fails the
+// evaluation with its message instead of leaving the rule undefined (here
+// protectedAccess modified to decide without checking the cluster first).
 func TestEvaluatorStrictBuiltinErrors(t *testing.T) {
 	ctx := context.Background()
 	ev := seedEvaluator(t)
+	const path = "podwall/admission/protected_access/protected_access.rego"
+	if err := ev.Reload(ctx, modifiedBundle(t, "unguarded", path, "decidable if count(refused) == 0", "decidable := true")); err != nil {
+		t.Fatal(err)
+	}
 	bad := pod("weird", map[string]string{"run": "x"})
 	bad.Status.PodIP = "not-an-ip"
 	if err := ev.SetData(ctx, "/kubernetes/pods/default/weird", bad); err != nil {
@@ -202,15 +242,6 @@ func TestEvaluatorStrictBuiltinErrors(t *testing.T) {
 	_, err := ev.Eval(ctx, request(t, admissionv1.Create, "NetworkPolicy", np, nil))
 	if err == nil || !strings.Contains(err.Error(), "podwall.decide") || !strings.Contains(err.Error(), "not-an-ip") {
 		t.Fatalf("err %v, want podwall.decide's complaint about not-an-ip", err)
-	}
-	if err := ev.DeleteData(ctx, "/kubernetes/pods/default/weird"); err != nil {
-		t.Fatal(err)
-	}
-	if err := ev.DeleteData(ctx, "/kubernetes/pods/default/weird"); err != nil {
-		t.Errorf("deleting a missing document: %v", err)
-	}
-	if _, err := ev.Eval(ctx, request(t, admissionv1.Create, "NetworkPolicy", np, nil)); err != nil {
-		t.Fatal(err)
 	}
 }
 

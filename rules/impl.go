@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -238,6 +239,42 @@ func decide(bctx rego.BuiltinContext, args []*ast.Term) (*ast.Term, error) {
 	return snap.explanationTerm(x), nil
 }
 
+// ---- podwall.snapshot_errors ----
+
+// snapshotErrors returns why podwall.decide would refuse a snapshot, one
+// message per object (none when it would decide): a rule can then fail
+// closed by itself, naming them, where decide's error would abort the
+// whole query and every other rule's findings with it.
+func snapshotErrors(bctx rego.BuiltinContext, args []*ast.Term) (*ast.Term, error) {
+	o, err := objectArg(args, 0, "snapshot")
+	if err != nil {
+		return nil, err
+	}
+	_, err = engineFor(bctx, o)
+	var msgs []*ast.Term
+	for _, e := range splitSnapshotError(err) {
+		msgs = append(msgs, ast.StringTerm(strings.TrimPrefix(e.Error(), snapshotArgName+": ")))
+	}
+	return ast.ArrayTerm(msgs...), nil
+}
+
+// splitSnapshotError splits engineFor's error into one per object: the
+// policies policylib.Build refused come joined under one wrapper.
+func splitSnapshotError(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if inner := errors.Unwrap(err); inner != nil {
+		if j, ok := inner.(interface{ Unwrap() []error }); ok {
+			return j.Unwrap()
+		}
+	}
+	return []error{err}
+}
+
+// snapshotArgName prefixes engineFor's errors.
+var snapshotArgName = argName(0, "snapshot")
+
 // flowArgName is computed once: a flow is read on every decision.
 var flowArgName = argName(1, "flow")
 
@@ -279,7 +316,7 @@ func engineFor(bctx rego.BuiltinContext, o ast.Object) (*compiledSnapshot, error
 			return c, nil
 		}
 		engineCompiles.Add(1)
-		arg := argName(0, "snapshot")
+		arg := snapshotArgName
 		snap, err := decodeSnapshot(o, arg)
 		if err != nil {
 			return nil, err

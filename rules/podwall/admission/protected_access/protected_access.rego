@@ -37,6 +37,15 @@ checked if {
 	lib.applies(family)
 	is_object(cfg.protectedSelector)
 	lib.operation in {"CREATE", "UPDATE", "DELETE"}
+	not rejected
+}
+
+# rejected: the new policy is one the API server rejects (networkPolicyHygiene
+# reports it as invalid). It never gets into the cluster, so it opens
+# nothing, and podwall.decide refuses a cluster holding it.
+rejected if {
+	some f in podwall.lint({"policies": [cluster.new_object]})
+	f.code == "invalid"
 }
 
 # changed are the request's policy before and after.
@@ -114,7 +123,21 @@ flows contains {"from": src, "to": to, "protocol": pp.protocol, "port": pp.port}
 	src != to
 }
 
-after[f] := podwall.decide(after_snapshot, f) if some f in flows
+# refused are why policylib cannot decide on the cluster before or after the
+# change (a policy stored before the API server validated as strictly as
+# policylib does, say), when there is something to decide. Then nothing is
+# decided and the rule fails closed, naming them: decide's error would end
+# the whole evaluation, the other rules' findings with it.
+refused := array.concat(podwall.snapshot_errors(after_snapshot), podwall.snapshot_errors(before_snapshot)) if {
+	count(flows) > 0
+}
+
+decidable if count(refused) == 0
+
+after[f] := podwall.decide(after_snapshot, f) if {
+	decidable
+	some f in flows
+}
 
 before[f] := podwall.decide(before_snapshot, f) if {
 	some f in flows
@@ -139,6 +162,7 @@ opened_by_change(f) if not before[f].allowed
 # undecided flows are those podwall.decide failed on (with non-strict
 # built-in errors the call is just undefined): the rule fails closed.
 undecided contains f if {
+	decidable
 	some f in flows
 	not after[f]
 }
@@ -178,5 +202,13 @@ violation contains {"code": "undecided-flows", "msg": msg, "target": ""} if {
 	msg := sprintf(
 		"NetworkPolicy %s: could not decide %d flow(s) to protected pods (is the cluster state valid?), refusing to open them",
 		[lib.display, count(undecided)],
+	)
+}
+
+violation contains {"code": "undecided-flows", "msg": msg, "target": ""} if {
+	count(refused) > 0
+	msg := sprintf(
+		"NetworkPolicy %s: could not decide flows to protected pods, refusing to open them: the cluster holds objects policylib refuses: %s",
+		[lib.display, concat("; ", sort({e | some e in refused}))],
 	)
 }

@@ -142,11 +142,31 @@ test_disabled_without_a_protected_selector if {
 }
 
 test_undecidable_flows_fail_closed if {
-	# A pod with an unparsable address makes the snapshot invalid: decide
-	# fails, and with non-strict built-in errors the calls are undefined.
+	# A pod with an unparsable address makes the snapshot one policylib
+	# refuses: nothing is decided, and the rule names the pod.
 	k := json.patch(fixtures.kubernetes, [{"op": "replace", "path": "/pods/default/busybox/status/podIP", "value": "not-an-ip"}])
 	vs := protected_access.violation with input as fixtures.create(run_busybox) with data.podwall.config as cfg with data.kubernetes as k
+	count(vs) == 1
 	some v in vs
 	v.code == "undecided-flows"
 	contains(v.msg, "could not decide")
+	contains(v.msg, "default/busybox")
+}
+
+test_a_stored_policy_policylib_refuses_fails_closed if {
+	# Stored before the API server validated CIDRs strictly (host bits set).
+	legacy := fixtures.policy("other", "legacy", {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.1/24"}}]}]})
+	k := json.patch(fixtures.kubernetes, [{"op": "add", "path": "/networkpolicies/other", "value": {"legacy": legacy}}])
+	vs := protected_access.violation with input as fixtures.create(run_busybox) with data.podwall.config as cfg with data.kubernetes as k
+	count(vs) == 1
+	some v in vs
+	v.code == "undecided-flows"
+	contains(v.msg, "other/legacy")
+	contains(v.msg, "10.0.0.1/24")
+}
+
+test_a_policy_the_api_server_rejects_is_left_to_hygiene if {
+	p := json.patch(run_busybox, [{"op": "replace", "path": "/spec/ingress/0/from", "value": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}])
+	count(protected_access.violation) == 0 with input as fixtures.create(p) with data.podwall.config as cfg
+		with data.kubernetes as fixtures.kubernetes
 }
