@@ -262,14 +262,44 @@ func (r *Result) PatchJSON() ([]byte, error) {
 	return json.Marshal(r.Patch)
 }
 
-// Eval evaluates one AdmissionRequest.
+// Webhook says which of podwall's two admission webhooks an evaluation is
+// for; the rules read it as input.podwall.webhook.
+type Webhook string
+
+const (
+	// Combined is one evaluation answering for both, as OPA serving the
+	// bundle on its own does: the patch, and the findings as if it were
+	// applied.
+	Combined Webhook = ""
+	// Mutating is the mutating webhook's evaluation: the patch is what
+	// counts (the validating webhook judges the object after it).
+	Mutating Webhook = "mutating"
+	// Validating is the validating webhook's: the object is judged as it
+	// will be stored, any patch already applied or skipped, so a label
+	// still missing is a finding even when it has a default.
+	Validating Webhook = "validating"
+)
+
+// Eval evaluates one AdmissionRequest for both webhooks (Combined).
 func (e *Evaluator) Eval(ctx context.Context, req *admissionv1.AdmissionRequest) (*Result, error) {
+	return e.EvalFor(ctx, req, Combined)
+}
+
+// EvalFor evaluates one AdmissionRequest for one webhook.
+func (e *Evaluator) EvalFor(ctx context.Context, req *admissionv1.AdmissionRequest, w Webhook) (*Result, error) {
 	if req == nil {
 		return nil, errors.New("nil AdmissionRequest")
 	}
 	review := admissionv1.AdmissionReview{Request: req}
 	review.APIVersion, review.Kind = "admission.k8s.io/v1", "AdmissionReview"
-	return e.EvalReview(ctx, &review)
+	input, err := reviewValue(&review)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the AdmissionReview: %w", err)
+	}
+	if w != Combined {
+		input.(ast.Object).Insert(ast.InternedTerm("podwall"), ast.ObjectTerm(ast.Item(ast.InternedTerm("webhook"), ast.InternedTerm(string(w)))))
+	}
+	return e.eval(ctx, input)
 }
 
 // EvalReview evaluates an AdmissionReview's request; the review is the

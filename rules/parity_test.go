@@ -400,7 +400,23 @@ func compare(c parityCase, g, r outcome) []string {
 	if !reflect.DeepEqual(g.Patched, r.Patched) {
 		diffs = append(diffs, "the objects after mutation differ")
 	}
+	if gn, rn := g.patchNotes(), r.patchNotes(); !slices.Equal(gn, rn) {
+		diffs = append(diffs, fmt.Sprintf("notes about the patch: Go %q, Rego %q", gn, rn))
+	}
 	return diffs
+}
+
+// patchNotes are the warnings that say what the requiredLabels patch set,
+// or why it set nothing: the same words from both sides.
+func (o outcome) patchNotes() []string {
+	var out []string
+	for _, w := range o.Warnings {
+		if strings.HasPrefix(w, "requiredLabels: set missing ") || strings.HasPrefix(w, "requiredLabels: not setting ") {
+			out = append(out, w)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func checkExpectation(t *testing.T, c parityCase, o outcome) {
@@ -540,10 +556,12 @@ func (h *harness) runRego(t *testing.T, c parityCase, cfg any, viaEvaluator bool
 	// has the note about the patch).
 	var note []rules.Message
 	for _, w := range res.Warnings {
-		out.Warnings = append(out.Warnings, w.Rule+": "+w.Msg)
-		if w.Rule == config.RuleRequiredLabels && strings.HasPrefix(w.Msg, "requiredLabels: set missing") {
+		if w.Rule == config.RuleRequiredLabels && strings.HasPrefix(w.Msg, "requiredLabels: ") { // the note about the patch, as the webhook shows it
 			note = append(note, w)
+			out.Warnings = append(out.Warnings, w.Msg)
+			continue
 		}
+		out.Warnings = append(out.Warnings, w.Rule+": "+w.Msg)
 	}
 	for action, got := range map[string][]rules.Message{"deny": res.Violations, "warn": res.Warnings, "dryrun": res.DryRun} {
 		want := byAction[action]

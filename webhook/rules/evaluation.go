@@ -80,12 +80,15 @@ func (ev *evaluation) run() {
 			ev.failAll(cands, CodeUndecodable, "podwall: "+err.Error())
 			return
 		}
+		obj.requestName = req.Name
 		ev.obj = obj
 	}
 	if op != admissionv1.Create && (len(req.OldObject.Raw) > 0 || req.OldObject.Object != nil) {
 		// An old object that cannot be read only costs what the rules
 		// compare against it; they fall back on the cluster.
-		ev.old, _ = decodeObject(req.OldObject, ev.kind)
+		if ev.old, _ = decodeObject(req.OldObject, ev.kind); ev.old != nil {
+			ev.old.requestName = req.Name
+		}
 	}
 	if ev.ns == "" {
 		switch {

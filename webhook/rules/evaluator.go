@@ -58,6 +58,15 @@ func (v Violation) Summary() string {
 	return s
 }
 
+// Warning is the violation as an admission warning: "RULE: FIELD: SUMMARY",
+// or "RULE: SUMMARY" without a field.
+func (v Violation) Warning() string {
+	if v.Field == "" {
+		return v.Rule + ": " + v.Summary()
+	}
+	return v.Rule + ": " + v.Field + ": " + v.Summary()
+}
+
 // Result is the outcome of evaluating one request.
 type Result struct {
 	// Allowed is false when some violation's action is deny.
@@ -229,11 +238,7 @@ func (r *Result) finish() {
 		case config.Deny:
 			r.Allowed = false
 		case config.Warn:
-			w := v.Rule + ": "
-			if v.Field != "" {
-				w += v.Field + ": "
-			}
-			r.Warnings = append(r.Warnings, w+v.Summary())
+			r.Warnings = append(r.Warnings, v.Warning())
 		}
 	}
 }

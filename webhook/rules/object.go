@@ -246,6 +246,9 @@ type object struct {
 	typed runtime.Object
 	raw   []byte // the JSON sent, when it was sent as bytes
 	meta  *metav1.ObjectMeta
+	// requestName is the request's name, which names the object in
+	// messages when its metadata gives no name.
+	requestName string
 
 	// Pod kinds: the labels the requiredLabels rule applies to (the pod's,
 	// or the pod template's), their JSON path, and the workload's selector.
@@ -323,12 +326,19 @@ func decodeObject(ext runtime.RawExtension, k kind) (*object, error) {
 	return o, nil
 }
 
-// name renders "Kind namespace/name" for messages; a name still to be
-// generated shows as its prefix followed by "*".
+// name renders "Kind namespace/name" for messages: the object's name, else
+// the request's, else a name still to be generated as its prefix followed
+// by "*", else "(unnamed)" (the Rego rules' lib.name, in the same order).
 func (o *object) name(ns string) string {
 	n := o.meta.Name
-	if n == "" && o.meta.GenerateName != "" {
+	switch {
+	case n != "":
+	case o.requestName != "":
+		n = o.requestName
+	case o.meta.GenerateName != "":
 		n = o.meta.GenerateName + "*"
+	default:
+		n = "(unnamed)"
 	}
 	return o.kind.String() + " " + ns + "/" + n
 }

@@ -442,19 +442,26 @@ func (r *RegoRules) Mutate(ctx context.Context, cfg *config.AdmissionConfigurati
 	}
 }
 
-// eval evaluates req with the bundle. Callers hold r.mu shared.
-func (r *RegoRules) eval(ctx context.Context, req *admissionv1.AdmissionRequest) (*regorules.Result, error) {
+// eval evaluates req with the bundle for one webhook. Callers hold r.mu
+// shared.
+func (r *RegoRules) eval(ctx context.Context, req *admissionv1.AdmissionRequest, w regorules.Webhook) (*regorules.Result, error) {
 	e := r.ev.Load()
 	if e == nil {
 		return nil, errors.New("the Rego rules are not compiled")
 	}
-	return e.Eval(ctx, req)
+	return e.EvalFor(ctx, req, w)
 }
 
 // validate evaluates the rego rules rs on req for the validating webhook
 // and adds their findings to res.
+//
+// The evaluation is the validating webhook's (regorules.Validating): the
+// object is judged as it will be stored, so a label with a default that
+// the mutating webhook did not set (it did not run, its failurePolicy
+// being Ignore, or a later mutation removed the label) is reported by the
+// rules themselves, as the Go rule reports it.
 func (r *RegoRules) validate(ctx context.Context, req *admissionv1.AdmissionRequest, rs []regoRule, res *rules.Result) {
-	out, err := r.eval(ctx, req)
+	out, err := r.eval(ctx, req, regorules.Validating)
 	if err != nil {
 		r.failAll(rs, err, res)
 		return
@@ -468,38 +475,21 @@ func (r *RegoRules) validate(ctx context.Context, req *admissionv1.AdmissionRequ
 		action config.EnforcementAction
 	}{{out.Violations, config.Deny}, {out.Warnings, config.Warn}, {out.DryRun, config.DryRun}} {
 		for _, m := range set.msgs {
-			if _, ok := want[m.Rule]; !ok || isPatchNote(m) {
-				continue
+			if _, ok := want[m.Rule]; !ok || isPatchNote(m) || isDefaultRecord(m) {
+				continue // the mutating side's, from a bundle that ignores input.podwall.webhook
 			}
 			addViolation(res, rules.Violation{Rule: m.Rule, Action: set.action, Code: m.Code, Field: m.Field, Message: m.Msg})
-		}
-	}
-	// A patch at this point means the object still lacks labels that
-	// have defaults: the mutating webhook did not run (its failurePolicy
-	// is Ignore) or a later mutation removed them. The Go rule refuses
-	// such an object, and so must this.
-	if action, ok := want[config.RuleRequiredLabels]; ok && len(out.Patch) > 0 {
-		what := "label"
-		if req.Kind.Kind != config.KindPod {
-			what = "pod template label"
-		}
-		for _, l := range patchedLabels(out.Patch) {
-			addViolation(res, rules.Violation{
-				Rule: config.RuleRequiredLabels, Action: action, Code: rules.CodeMissingLabel, Field: l.field,
-				Message: fmt.Sprintf("%s %s: %s %q is required: its default %q was not set (the mutating webhook did not run, or a later mutation removed it)",
-					req.Kind.Kind, displayName(req), what, l.key, l.value),
-			})
 		}
 	}
 }
 
 // mutate evaluates requiredLabels on rego for the mutating webhook: its
-// patch, and the warning saying what the patch sets.
+// patch, the warning saying what the patch sets (or why it sets nothing),
+// and in dryrun what it would have set.
 func (r *RegoRules) mutate(ctx context.Context, req *admissionv1.AdmissionRequest, rs []regoRule, res *rules.Result) {
-	out, err := r.eval(ctx, req)
+	out, err := r.eval(ctx, req, regorules.Mutating)
 	if err != nil {
-		r.failAll(rs, err, res)
-		return
+		return // the validating side reports it, as the Go rules do
 	}
 	for _, p := range out.Patch {
 		res.Patches = append(res.Patches, jsonpatch.JsonPatchOperation{Operation: p.Op, Path: p.Path, Value: p.Value})
@@ -507,6 +497,11 @@ func (r *RegoRules) mutate(ctx context.Context, req *admissionv1.AdmissionReques
 	for _, m := range out.Warnings {
 		if isPatchNote(m) {
 			res.Warnings = append(res.Warnings, m.Msg)
+		}
+	}
+	for _, m := range out.DryRun {
+		if isDefaultRecord(m) {
+			addViolation(res, rules.Violation{Rule: m.Rule, Action: config.DryRun, Code: m.Code, Field: m.Field, Message: m.Msg})
 		}
 	}
 }
@@ -528,89 +523,23 @@ func isPatchNote(m regorules.Message) bool {
 	return m.Rule == config.RuleRequiredLabels && strings.HasPrefix(m.Msg, config.RuleRequiredLabels+": ")
 }
 
+// isDefaultRecord tells requiredLabels' dryrun record of a default the
+// patch would have set ("... would set missing ..."): the Go rule records
+// it on the mutating side, where defaults are set, and so does this.
+func isDefaultRecord(m regorules.Message) bool {
+	return m.Rule == config.RuleRequiredLabels && m.Code == rules.CodeMissingLabel && strings.Contains(m.Msg, ": would set missing ")
+}
+
 // addViolation adds v to res as the Go rules' Result.finish would: a deny
-// refuses the request, a warn becomes a warning "RULE: SUMMARY".
+// refuses the request, a warn becomes a warning (Violation.Warning).
 func addViolation(res *rules.Result, v rules.Violation) {
 	res.Violations = append(res.Violations, v)
 	switch v.Action {
 	case config.Deny:
 		res.Allowed = false
 	case config.Warn:
-		res.Warnings = append(res.Warnings, v.Rule+": "+v.Summary())
+		res.Warnings = append(res.Warnings, v.Warning())
 	}
-}
-
-// patchedLabel is a label the requiredLabels patch adds, and the field
-// path where it goes, as in "spec.template.metadata.labels[team]".
-type patchedLabel struct{ key, value, field string }
-
-// patchedLabels returns the labels the requiredLabels patch adds: one label
-// per operation into an existing label map, or a whole map, or a metadata
-// object holding one.
-func patchedLabels(ops []regorules.PatchOperation) []patchedLabel {
-	var out []patchedLabel
-	addMap := func(labels []string, m map[string]any) {
-		for k, v := range m {
-			if s, ok := v.(string); ok {
-				out = append(out, patchedLabel{k, s, strings.Join(labels, ".") + "[" + k + "]"})
-			}
-		}
-	}
-	for _, op := range ops {
-		path := pointerTokens(op.Path)
-		switch v := op.Value.(type) {
-		case string:
-			if n := len(path); n > 0 {
-				out = append(out, patchedLabel{path[n-1], v, strings.Join(path[:n-1], ".") + "[" + path[n-1] + "]"})
-			}
-		case map[string]any:
-			if ls, ok := v["labels"].(map[string]any); ok && len(path) > 0 && path[len(path)-1] == "metadata" {
-				addMap(append(path, "labels"), ls)
-			} else {
-				addMap(path, v)
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b patchedLabel) int { return strings.Compare(a.key, b.key) })
-	return out
-}
-
-// pointerTokens splits a JSON pointer (RFC 6901) into its unescaped tokens.
-func pointerTokens(p string) []string {
-	if p == "" {
-		return nil
-	}
-	toks := strings.Split(strings.TrimPrefix(p, "/"), "/")
-	for i, t := range toks {
-		toks[i] = strings.NewReplacer("~1", "/", "~0", "~").Replace(t)
-	}
-	return toks
-}
-
-// displayName is "namespace/name" of the request's object, as the bundle
-// names it (a generateName prefix with "*" before the name is chosen).
-func displayName(req *admissionv1.AdmissionRequest) string {
-	name := req.Name
-	if name == "" {
-		var o struct {
-			Metadata struct {
-				Name, GenerateName string
-			}
-		}
-		_ = json.Unmarshal(req.Object.Raw, &o)
-		name = o.Metadata.Name
-		if name == "" && o.Metadata.GenerateName != "" {
-			name = o.Metadata.GenerateName + "*"
-		}
-	}
-	if name == "" {
-		name = "(unnamed)"
-	}
-	ns := req.Namespace
-	if ns == "" {
-		ns = "default"
-	}
-	return ns + "/" + name
 }
 
 // compileErrors splits an error from the Rego compiler into its messages,

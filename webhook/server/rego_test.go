@@ -15,6 +15,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/storage"
 	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -374,7 +375,15 @@ func TestRegoFailsClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 		v := server.NewValidator(server.Static{E: e, R: r}, c, logr.Discard())
-		resp := v.Handle(ctx, request(t, admissionv1.Create, pod("default", "b", map[string]string{"access": "true"}), nil))
+		req := request(t, admissionv1.Create, pod("default", "b", map[string]string{"access": "true"}), nil)
+		resp := v.Handle(ctx, req)
+		// The mutating side records nothing: the validating side reports
+		// it, as with the Go rules.
+		mres := rules.Result{Allowed: true}
+		r.Mutate(ctx, e.Config(), &req.AdmissionRequest, &mres)
+		if !mres.Allowed || len(mres.Violations) != 0 {
+			t.Errorf("%s, mutating side: %+v", action, mres)
+		}
 		const want = "requiredLabels: podwall: the Rego rules failed: "
 		switch action {
 		case config.Deny:
@@ -604,4 +613,76 @@ func TestRegoRulesMissing(t *testing.T) {
 // sameCauses compares status causes by type and field.
 func sameCauses(a, b []metav1.StatusCause) bool {
 	return slices.EqualFunc(a, b, func(x, y metav1.StatusCause) bool { return x.Type == y.Type && x.Field == y.Field })
+}
+
+// TestEnginesAgreeOnWarningsAndRecords: the findings (rule, action, code,
+// field) and the warnings each side of the webhook gives are the same
+// whichever engine runs requiredLabels, for its dryrun and warn actions:
+// what a dryrun default would have set is recorded by the mutating side,
+// warnings name the field, and a default that would unselect a
+// workload's pods is not set, with a warning saying so.
+func TestEnginesAgreeOnWarningsAndRecords(t *testing.T) {
+	ctx := context.Background()
+	deploy := &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "d"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "access", Operator: metav1.LabelSelectorOpDoesNotExist}}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "d"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}}},
+		},
+	}
+	requests := map[string]admission.Request{
+		"pod without the label":                            request(t, admissionv1.Create, pod("default", "p1", map[string]string{"run": "x"}), nil),
+		"pod with a wrong value":                           request(t, admissionv1.Create, pod("default", "p2", map[string]string{"access": "yes"}), nil),
+		"deployment whose selector needs the label absent": request(t, admissionv1.Create, deploy, nil),
+	}
+	type side struct {
+		findings []string
+		warnings []string
+	}
+	summary := func(res rules.Result) side {
+		var s side
+		for _, v := range res.Violations {
+			s.findings = append(s.findings, string(v.Action)+" "+v.Rule+" "+v.Code+" "+v.Field)
+		}
+		s.warnings = slices.Clone(res.Warnings)
+		slices.Sort(s.findings)
+		slices.Sort(s.warnings)
+		return s
+	}
+	for _, action := range []string{"dryrun", "warn"} {
+		got := map[string]map[string][2]side{} // engine, request: mutating, validating
+		for _, engine := range []string{"go", "rego"} {
+			path := filepath.Join(t.TempDir(), "podwall.yaml")
+			cfgText := "apiVersion: podwall.io/v1alpha1\nkind: AdmissionConfiguration\nrules:\n  requiredLabels:\n    engine: " + engine +
+				"\n    enforcementAction: " + action + "\n    labels:\n    - key: access\n      allowedValues: [\"true\", \"false\"]\n      default: \"false\"\n"
+			if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			e := loadEvaluator(t, path)
+			c := seedCluster()
+			var r *server.RegoRules
+			if engine == "rego" {
+				r = newRego(t, e, c)
+			}
+			got[engine] = map[string][2]side{}
+			for name, req := range requests {
+				m, v := e.Mutate(ctx, &req.AdmissionRequest, c), e.Validate(ctx, &req.AdmissionRequest, c)
+				if r != nil {
+					r.Mutate(ctx, e.Config(), &req.AdmissionRequest, &m)
+					r.Validate(ctx, e.Config(), &req.AdmissionRequest, &v)
+				}
+				got[engine][name] = [2]side{summary(m), summary(v)}
+			}
+		}
+		for name := range requests {
+			g, r := got["go"][name], got["rego"][name]
+			for i, which := range []string{"mutating", "validating"} {
+				if !slices.Equal(g[i].findings, r[i].findings) || !slices.Equal(g[i].warnings, r[i].warnings) {
+					t.Errorf("%s, %s, %s side:\n  Go   %q %q\n  Rego %q %q", action, name, which, g[i].findings, g[i].warnings, r[i].findings, r[i].warnings)
+				}
+			}
+		}
+	}
 }

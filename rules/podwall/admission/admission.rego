@@ -70,8 +70,9 @@ warn contains {"rule": v.rule, "msg": v.msg, "code": v.code, "field": v.field} i
 	v.action == "warn"
 }
 
-# Notes about what the patch changes are warnings too.
-warn contains {"rule": "requiredLabels", "msg": required_labels.note} if count(patch) > 0
+# The note about what the patch changes, or why it changes nothing, is a
+# warning too.
+warn contains {"rule": "requiredLabels", "msg": required_labels.note} if "requiredLabels" in lib.families
 
 # dryrun holds what would have been denied or warned about, for audit.
 dryrun contains {"rule": v.rule, "msg": v.msg, "code": v.code, "field": v.field} if {

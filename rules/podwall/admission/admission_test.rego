@@ -13,7 +13,7 @@ test_deny_collects_every_family if {
 	ds := admission.deny with input as fixtures.create(unlabelled) with data.podwall.config as fixtures.config
 		with data.kubernetes as fixtures.kubernetes
 	ds == {{
-		"rule": "requiredLabels", "msg": "Pod default/web: label \"app.kubernetes.io/name\" is required",
+		"rule": "requiredLabels", "msg": "Pod default/web: label \"app.kubernetes.io/name\" is required (any value); no NetworkPolicy in namespace default selects on it yet",
 		"code": "missing-label", "field": "metadata.labels[app.kubernetes.io/name]",
 	}}
 	not admission.allowed with input as fixtures.create(unlabelled) with data.podwall.config as fixtures.config
@@ -70,7 +70,7 @@ test_review_denied if {
 	r.response.uid == "705ab4f5-6393-11e8-b7cc-42010a800002"
 	r.response.allowed == false
 	r.response.status.code == 403
-	r.response.status.message == "[requiredLabels] Pod default/web: label \"app.kubernetes.io/name\" is required"
+	r.response.status.message == "[requiredLabels] Pod default/web: label \"app.kubernetes.io/name\" is required (any value); no NetworkPolicy in namespace default selects on it yet"
 	not r.response.patch
 }
 

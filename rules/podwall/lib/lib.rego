@@ -139,6 +139,12 @@ named_subresource(s) if {
 
 operation := input.request.operation
 
+# webhook is which of podwall's two webhooks the evaluation is for
+# (input.podwall.webhook: "mutating" or "validating", set by podwall's
+# webhook and CLI), or "" when one evaluation answers for both, as when OPA
+# serves the bundle on its own.
+webhook := object.get(input, ["podwall", "webhook"], "")
+
 # kind is the request's kind when it is one the rules check, in its API
 # group; a kind of another group that shares the name (Calico's
 # crd.projectcalico.org NetworkPolicy, say) is none of them: "".

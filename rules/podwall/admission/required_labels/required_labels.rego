@@ -16,6 +16,7 @@
 package podwall.admission.required_labels
 
 import data.podwall.lib
+import data.podwall.lib.cluster
 
 family := "requiredLabels"
 
@@ -80,9 +81,14 @@ allowed_values(req) := vs if {
 # its pod template (podwall.lib.selectors.defaults_unselect, read without
 # importing it as it needs the built-ins). Otherwise nothing is set and the
 # labels are judged as sent, as the Go rule does.
+#
+# The validating webhook judges the object as it will be stored: what a
+# patch would have set is not there (the mutating webhook did not run, or
+# a later mutation removed it), so nothing counts as patched.
 patching if {
 	input.request.operation == "CREATE"
 	action != "dryrun"
+	lib.webhook != "validating"
 	placeable
 	not data.podwall.lib.selectors.defaults_unselect
 }
@@ -96,21 +102,57 @@ placeable if is_object(object.get(lib.resource, parent(parent(lib.labels_path)),
 parent(path) := array.slice(path, 0, count(path) - 1)
 
 # problems(labels) are the violations of a label set, keyed by code and field.
+# The messages say what is allowed and which of the namespace's
+# NetworkPolicies select on the label, in the Go rule's words.
 problems(ls) := {[code, f, msg] |
 	some req in required
 	not ls[req.key]
 	not defaulted(req)
 	code := "missing-label"
-	msg := sprintf("%s %s: %s %q is required", [lib.kind, concat("/", [lib.namespace, lib.name]), what, req.key])
+	msg := sprintf("%s %s: %s %q is required%s; %s", [lib.kind, concat("/", [lib.namespace, lib.name]), what, req.key, allowed_text(req), selected_by(req.key)])
 	f := concat("", [concat(".", lib.labels_path), "[", req.key, "]"])
 } | {[code, f, msg] |
 	some [req, vs] in restricted
 	value := ls[req.key]
 	not value in vs
 	code := "label-value-not-allowed"
-	msg := sprintf("%s %s: %s %s=%q is not allowed: want one of %s", [lib.kind, concat("/", [lib.namespace, lib.name]), what, req.key, value, concat(", ", vs)])
+	msg := sprintf("%s %s: %s %s=%q is not allowed: want one of %s; %s", [lib.kind, concat("/", [lib.namespace, lib.name]), what, req.key, value, quoted(vs), selected_by(req.key)])
 	f := concat("", [concat(".", lib.labels_path), "[", req.key, "]"])
 }
+
+allowed_text(req) := concat("", [" with one of the values ", quoted(vs)]) if {
+	vs := allowed_values(req)
+	count(vs) > 0
+} else := " (any value)"
+
+quoted(vs) := concat(", ", [concat("", ["\"", v, "\""]) | some v in vs])
+
+# selected_by(key) names the NetworkPolicies of the request's namespace
+# whose selection depends on the label key (their podSelector's, or a
+# peer's), which a missing or wrong label silently changes.
+selected_by(key) := sprintf("NetworkPolicies in namespace %s that select on it: %s", [lib.namespace, concat(", ", names)]) if {
+	names := sort([name |
+		some name, np in object.get(cluster.networkpolicies, lib.namespace, {})
+		key in selected_keys(np)
+	])
+	count(names) > 0
+} else := sprintf("no NetworkPolicy in namespace %s selects on it yet", [lib.namespace])
+
+selected_keys(np) := {k |
+	some sel in selectors_of(np)
+	some k, _ in object.get(sel, "matchLabels", {})
+} | {e.key |
+	some sel in selectors_of(np)
+	some e in object.get(sel, "matchExpressions", [])
+}
+
+selectors_of(np) := array.concat(
+	[object.get(np, ["spec", "podSelector"], {})],
+	array.concat(
+		[p.podSelector | some r in object.get(np, ["spec", "ingress"], []); some p in object.get(r, "from", []); is_object(p.podSelector)],
+		[p.podSelector | some r in object.get(np, ["spec", "egress"], []); some p in object.get(r, "to", []); is_object(p.podSelector)],
+	),
+)
 
 defaulted(req) if {
 	patching
@@ -144,9 +186,10 @@ violation contains {"rule": family, "msg": m, "code": code, "field": f, "action"
 	m := concat(" ", [msg, "(tolerated: the object was already like this before this update)"])
 }
 
-# dryrun: what the patch would have set.
+# dryrun: what the patch would have set (the mutating webhook's record).
 violation contains {"rule": family, "msg": msg, "code": "missing-label", "field": f, "action": "dryrun"} if {
 	action == "dryrun" # first: depends on the configuration alone
+	lib.webhook != "validating"
 	checked
 	input.request.operation == "CREATE"
 	some k, v in defaults
@@ -163,14 +206,20 @@ defaults := {req.key: d |
 	d := req["default"]
 }
 
-# note is the admission warning that says what the patch set.
-note := sprintf("requiredLabels: set missing %s %s (the configured default) on %s %s", [
-	what,
-	concat(", ", [sprintf("%s=%q", [k, defaults[k]]) | some k in sort(object.keys(defaults))]),
-	lib.kind, lib.display,
-]) if {
+# note is the admission warning that says what the patch set, or why it
+# set nothing: the defaults would make a workload's spec.selector stop
+# matching its pod template.
+note := sprintf("requiredLabels: set missing %s %s (the configured default) on %s %s", [what, defaults_text, lib.kind, lib.display]) if {
 	count(patch) > 0
+} else := sprintf("requiredLabels: not setting %s %s (the configured default) on %s %s: spec.selector would no longer match the pod template", [what, defaults_text, lib.kind, lib.display]) if {
+	action != "dryrun" # first: depends on the configuration alone
+	lib.webhook != "validating"
+	input.request.operation == "CREATE"
+	count(defaults) > 0
+	data.podwall.lib.selectors.defaults_unselect
 }
+
+defaults_text := concat(", ", [sprintf("%s=%q", [k, defaults[k]]) | some k in sort(object.keys(defaults))])
 
 # patch is a JSON patch (RFC 6902) adding the missing labels that have
 # defaults, on CREATE: one op per label into a non-empty label map, or one

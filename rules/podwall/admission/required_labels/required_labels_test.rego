@@ -20,7 +20,7 @@ test_missing_label_without_default_is_a_violation if {
 	vs := required_labels.violation with input as fixtures.create(p) with data.podwall.config as cfg
 	codes(vs) == {["missing-label", "metadata.labels[app.kubernetes.io/name]"]}
 	some v in vs
-	v.msg == "Pod default/shop: label \"app.kubernetes.io/name\" is required"
+	v.msg == "Pod default/shop: label \"app.kubernetes.io/name\" is required (any value); no NetworkPolicy in namespace default selects on it yet"
 }
 
 test_missing_label_with_default_is_patched_on_create if {
@@ -76,7 +76,7 @@ test_value_outside_allowed_values_is_a_violation if {
 	vs := required_labels.violation with input as fixtures.create(p) with data.podwall.config as cfg
 	codes(vs) == {["label-value-not-allowed", "metadata.labels[team]"]}
 	some v in vs
-	v.msg == "Pod default/shop: label team=\"ops\" is not allowed: want one of web, data"
+	v.msg == "Pod default/shop: label team=\"ops\" is not allowed: want one of \"web\", \"data\"; no NetworkPolicy in namespace default selects on it yet"
 }
 
 deployment(labels, template_labels) := {
@@ -177,4 +177,30 @@ test_nothing_is_defaulted_that_would_unselect_the_template if {
 	vs := required_labels.violation with input as fixtures.create(d) with data.podwall.config as c
 	codes(vs) == {["missing-label", "spec.template.metadata.labels[team]"]}
 	required_labels.patch == [] with input as fixtures.create(d) with data.podwall.config as c
+}
+
+test_messages_name_the_policies_selecting_on_the_label if {
+	c := {"rules": {"requiredLabels": {"labels": [{"key": "access", "allowedValues": ["true", "false"]}]}}}
+	p := fixtures.pod("default", "b", {"run": "b"}, "10.0.0.1")
+	vs := required_labels.violation with input as fixtures.create(p) with data.podwall.config as c with data.kubernetes as fixtures.kubernetes
+	some v in vs
+	v.msg == "Pod default/b: label \"access\" is required with one of the values \"true\", \"false\"; NetworkPolicies in namespace default that select on it: access-httpd"
+}
+
+test_the_validating_webhook_judges_the_object_as_stored if {
+	# A CREATE reaching the validating webhook still without a label that
+	# has a default: the mutating webhook did not set it, so it is missing.
+	p := fixtures.pod("default", "shop", {"app.kubernetes.io/name": "shop"}, "10.0.0.1")
+	r := object.union(fixtures.create(p), {"podwall": {"webhook": "validating"}})
+	vs := required_labels.violation with input as r with data.podwall.config as cfg
+	codes(vs) == {["missing-label", "metadata.labels[team]"]}
+	required_labels.patch == [] with input as r with data.podwall.config as cfg
+
+	# In dryrun, what would have been set is the mutating webhook's record.
+	d := fixtures.with_rule("requiredLabels", object.union(cfg.rules.requiredLabels, {"enforcementAction": "dryrun"}))
+	{v.msg | some v in required_labels.violation} == {"Pod default/shop: label \"team\" is required with one of the values \"web\", \"data\"; no NetworkPolicy in namespace default selects on it yet"} with input as r
+		with data.podwall.config as d
+	m := object.union(fixtures.create(p), {"podwall": {"webhook": "mutating"}})
+	some v in required_labels.violation with input as m with data.podwall.config as d
+	contains(v.msg, "would set missing label team=\"web\"")
 }
