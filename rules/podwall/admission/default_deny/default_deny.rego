@@ -130,10 +130,16 @@ violation contains {"msg": msg, "code": "missing-default-deny", "field": ""} if 
 	lib.operation == "CREATE"
 	count(missing) > 0
 	msg := sprintf(
-		"namespace %s has no default-deny NetworkPolicy for %s, which podwall requires before %s %s can be created: apply NetworkPolicy %s/%s first (podSelector {}, policyTypes [%s], no rules)",
-		[lib.namespace, concat(" and ", missing), lib.kind, lib.display, lib.namespace, policy_name, concat(", ", policy_types)],
+		"namespace %s has no default-deny NetworkPolicy for %s, which podwall requires before %s %s can be created: apply NetworkPolicy %s/%s first (podSelector {}, policyTypes [%s], no rules)%s",
+		[lib.namespace, concat(" and ", missing), lib.kind, lib.display, lib.namespace, policy_name, concat(", ", policy_types), generate_note],
 	)
 }
+
+# generate_note says, as the Go rule does, that podwall's controller will
+# create the policy.
+generate_note := " (rules.defaultDeny.generate is on: podwall's controller creates it, retry shortly)" if {
+	cfg.generate == true
+} else := ""
 
 # old is the policy before the request: the old object, else the cluster's.
 old := input.request.oldObject if {

@@ -177,3 +177,13 @@ test_updating_the_last_default_deny_into_an_invalid_one if {
 		with data.kubernetes as fixtures.kubernetes
 	{v.code | some v in vs} == {"last-default-deny"}
 }
+
+test_the_message_says_when_the_controller_generates_the_policy if {
+	g := fixtures.with_rule("defaultDeny", object.union(cfg.rules.defaultDeny, {"generate": true}))
+	some v in default_deny.violation with input as fixtures.create(web) with data.podwall.config as g with data.kubernetes as no_deny
+	endswith(v.msg, "(rules.defaultDeny.generate is on: podwall's controller creates it, retry shortly)")
+	vs := default_deny.violation with input as fixtures.create(web) with data.podwall.config as cfg with data.kubernetes as no_deny
+	every v2 in vs {
+		not contains(v2.msg, "generate is on")
+	}
+}
