@@ -34,14 +34,23 @@ func newAdmissionRules(ctx context.Context, source string, cfg *config.Admission
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	a := &admissionRules{cfg: cfg, goSide: ev}
-	if len(server.RegoRuleNames(cfg)) == 0 {
-		return a, nil
-	}
+	// A bundle given is read and compiled even when no rule uses it: a
+	// wrong path or a broken bundle is an error, not silently nothing.
 	var b *bundle.Bundle
 	if bundlePath != "" {
 		if b, _, err = server.LoadBundle(bundlePath); err != nil {
 			return nil, fmt.Errorf("--bundle: %w", err)
 		}
+	}
+	if len(server.RegoRuleNames(cfg)) == 0 {
+		if b != nil {
+			e, err := regorules.NewEvaluator(ctx, b)
+			if err != nil {
+				return nil, fmt.Errorf("--bundle %s: %w", bundlePath, err)
+			}
+			_ = e.Close(ctx)
+		}
+		return a, nil
 	}
 	if a.rego, err = server.NewRegoRules(ctx, b, logr.Discard()); err != nil {
 		return nil, fmt.Errorf("--bundle %s: %w", bundlePath, err)

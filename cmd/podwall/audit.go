@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -65,6 +66,15 @@ a bad configuration or an unreachable cluster.`,
 			if err := checkOutput(cmd, output); err != nil {
 				return err
 			}
+			// A configuration file (and bundle) is read before the cluster
+			// is reached, so that a mistake there is reported as such.
+			var ar *admissionRules
+			if configPath != "" {
+				var err error
+				if ar, err = auditRules(cmd.Context(), nil, configPath, cmNamespace, bundlePath); err != nil {
+					return err
+				}
+			}
 			cfg, err := kube.restConfig()
 			if err != nil {
 				return err
@@ -73,9 +83,10 @@ a bad configuration or an unreachable cluster.`,
 			if err != nil {
 				return fmt.Errorf("connecting to the Kubernetes API: %w", err)
 			}
-			ar, err := auditRules(cmd.Context(), c, configPath, cmNamespace, bundlePath)
-			if err != nil {
-				return err
+			if ar == nil {
+				if ar, err = auditRules(cmd.Context(), c, configPath, cmNamespace, bundlePath); err != nil {
+					return err
+				}
 			}
 			findings, objects, err := auditCluster(cmd, c, ar, namespace)
 			if err != nil {
@@ -106,7 +117,7 @@ const (
 )
 
 // auditRules loads the rules from path, or else from the webhook's
-// ConfigMap.
+// ConfigMap through c (which may be nil when path is given).
 func auditRules(ctx context.Context, c client.Reader, path, cmNamespace, bundlePath string) (*admissionRules, error) {
 	var cfg *config.AdmissionConfiguration
 	var err error
@@ -158,6 +169,9 @@ func auditCluster(cmd *cobra.Command, c client.Reader, ar *admissionRules, names
 		all = append(all, items...)
 	}
 	cl := rules.NewMemoryCluster(all...)
+	if namespace != "" && !slices.ContainsFunc(cl.Namespaces(), func(ns *corev1.Namespace) bool { return ns.Name == namespace }) {
+		return nil, 0, flagError("-n/--namespace "+namespace, errors.New("no such namespace in the cluster"))
+	}
 	if err := ar.setCluster(ctx, all); err != nil {
 		return nil, 0, err
 	}

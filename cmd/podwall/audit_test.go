@@ -144,6 +144,10 @@ func testAuditCluster(t *testing.T, configPath string) {
 	if got := summarize(findings); !slices.Equal(got, []string{wantAuditFindings[0], wantAuditFindings[3], wantAuditFindings[4]}) {
 		t.Errorf("-n shop: %q", got)
 	}
+	// A namespace the cluster does not have is a mistake, not a clean bill.
+	if _, _, err := auditCluster(cmd, c, ev, "nosuch"); err == nil || !strings.Contains(err.Error(), "-n/--namespace nosuch: no such namespace") {
+		t.Errorf("-n nosuch: %v", err)
+	}
 }
 
 func TestAuditConfigFromConfigMap(t *testing.T) {

@@ -185,6 +185,7 @@ func TestCheckBadInput(t *testing.T) {
 		{"config not found", []string{"-f", checkShop, "--config", checkData + "/nope.yaml"}, []string{"podwall: testdata/check/nope.yaml: no such file or directory"}},
 		{"config is not a configuration", []string{"-f", checkShop, "--config", defaultDeny}, []string{"podwall: testdata/check/default-deny.yaml: ", `unknown field "metadata"`, `unknown field "spec"`}},
 		{"bundle not found", []string{"-f", checkShop, "--config", checkData + "/rego-config.yaml", "--bundle", checkData + "/nope.tar.gz"}, []string{"podwall: --bundle: ", "nope.tar.gz"}},
+		{"bundle not found, no rule on rego", []string{"-f", checkShop, "--config", seedConfig, "--bundle", checkData + "/nope.tar.gz"}, []string{"podwall: --bundle: ", "nope.tar.gz"}},
 		{"no config", []string{"-f", checkShop}, []string{"podwall: --config: required"}},
 		{"no -f", []string{"--config", seedConfig}, []string{"podwall: -f/--filename: required"}},
 		{"bad manifest", []string{"-f", "testdata/bad/typo.yaml", "--config", seedConfig}, []string{"podwall: testdata/bad/typo.yaml#1: NetworkPolicy default/typo: "}},

@@ -150,7 +150,7 @@ func flagError(flag string, err error) error {
 // noArgs rejects positional arguments: every input is named by a flag.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return &usageError{cmd: cmd.CommandPath(), err: fmt.Errorf("unexpected argument %q (manifests are given with -f)", args[0])}
+		return &usageError{cmd: cmd.CommandPath(), err: fmt.Errorf("unexpected argument %q (every input is given with a flag)", args[0])}
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -134,6 +136,14 @@ func (k *kubeFlags) restConfig() (*rest.Config, error) {
 			return nil, fmt.Errorf("--kubeconfig %s: %w", k.kubeconfig, err)
 		}
 		return cfg, nil
+	}
+	// client-go passes over KUBECONFIG files that do not exist; when none
+	// does, say so rather than fail later on the in-cluster or default
+	// configuration.
+	if env := os.Getenv(clientcmd.RecommendedConfigPathEnvVar); env != "" {
+		if !slices.ContainsFunc(filepath.SplitList(env), func(p string) bool { _, err := os.Stat(p); return err == nil }) {
+			return nil, fmt.Errorf("KUBECONFIG %s: no such file", env)
+		}
 	}
 	cfg, err := ctrlconfig.GetConfigWithContext(k.context)
 	if err != nil {
