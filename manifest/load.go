@@ -368,6 +368,9 @@ func decode(set *Set, loc located, data []byte) error {
 	if want, ok := unsupportedVersion(gvk); ok {
 		return fail(kind, ns, name, fmt.Errorf("apiVersion %q is not supported for %s; use %q", apiVersion, kind, want.GroupVersion().String()))
 	}
+	if unknownBuiltinKind(gvk) {
+		return fail(kind, ns, name, fmt.Errorf("kind %q is not a kind of %s (misspelt?)", kind, apiVersion))
+	}
 	defaulted := ns == "" && isNamespaced(gvk)
 	if defaulted {
 		ns = metav1NamespaceDefault

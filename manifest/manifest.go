@@ -51,7 +51,9 @@ type Set struct {
 	// *appsv1.StatefulSet, *appsv1.DaemonSet, *batchv1.Job and *batchv1.CronJob.
 	Workloads []Object
 	// Others holds every other kind as *unstructured.Unstructured. Built-in
-	// kinds among them were still decoded strictly, so typos there fail too.
+	// kinds among them were still decoded strictly, so typos there fail too,
+	// and a kind the core, apps, batch or networking.k8s.io version named
+	// does not have (a misspelt kind) is an error, not an Other.
 	Others []Object
 
 	index map[objKey]located
@@ -332,6 +334,14 @@ func unsupportedVersion(gvk schema.GroupVersionKind) (schema.GroupVersionKind, b
 		return schema.GroupVersionKind{}, false
 	}
 	return want, true
+}
+
+// unknownBuiltinKind reports whether gvk names a version of one of the
+// built-in groups of the kinds this package types, but a kind that version
+// does not have: a misspelling (NetworkPolcy) that would otherwise be filed
+// under Others and silently ignored. Other groups may be anyone's CRDs.
+func unknownBuiltinKind(gvk schema.GroupVersionKind) bool {
+	return legacyGroups[gvk.Group] && scheme.Scheme.IsVersionRegistered(gvk.GroupVersion()) && !scheme.Scheme.Recognizes(gvk)
 }
 
 // isNamespaced can only answer for kinds compiled into the scheme; custom
