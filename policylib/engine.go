@@ -220,7 +220,9 @@ func Build(s Snapshot, opts ...Option) (*Engine, error) {
 		}
 	}
 	for _, svc := range s.Services {
-		e.SetService(svc)
+		if err := e.SetService(svc); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return e, errors.Join(errs...)
 }
@@ -357,11 +359,21 @@ func (e *Engine) deleteNode(name string) {
 // ---- services ----
 
 // SetService adds or updates a Service, used to translate flows to a
-// Service into flows to its pods.
-func (e *Engine) SetService(s *corev1.Service) {
+// Service into flows to its pods. A Service the API server would reject
+// (ValidateService) is an error naming its fields, and leaves the engine
+// as it was.
+func (e *Engine) SetService(s *corev1.Service) error {
+	if errs := ValidateService(s); len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, fe := range errs {
+			msgs[i] = fe.Error()
+		}
+		return fmt.Errorf("Service %s/%s: %s", s.Namespace, s.Name, strings.Join(msgs, "; "))
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.services[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s.DeepCopy()
+	return nil
 }
 
 // DeleteService forgets a Service.

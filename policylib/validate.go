@@ -166,3 +166,39 @@ func validateIPBlock(b *networkingv1.IPBlock, path *field.Path) field.ErrorList 
 	}
 	return allErrs
 }
+
+// ValidateService returns every problem the API server would reject svc for
+// in what the engine reads of it: each port's number, protocol, targetPort
+// and nodePort, with its field path (for example
+// "spec.ports[0].targetPort").
+func ValidateService(svc *corev1.Service) field.ErrorList {
+	var errs field.ErrorList
+	ports := field.NewPath("spec", "ports")
+	for i, p := range svc.Spec.Ports {
+		path := ports.Index(i)
+		for _, msg := range validation.IsValidPortNum(int(p.Port)) {
+			errs = append(errs, field.Invalid(path.Child("port"), p.Port, msg))
+		}
+		switch p.Protocol {
+		case "", corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP:
+		default:
+			errs = append(errs, field.NotSupported(path.Child("protocol"), p.Protocol, []string{"TCP", "UDP", "SCTP"}))
+		}
+		switch t := p.TargetPort; {
+		case t.Type == intstr.String:
+			for _, msg := range validation.IsValidPortName(t.StrVal) {
+				errs = append(errs, field.Invalid(path.Child("targetPort"), t.StrVal, msg))
+			}
+		case t.IntVal != 0: // 0: unset, the port itself
+			for _, msg := range validation.IsValidPortNum(int(t.IntVal)) {
+				errs = append(errs, field.Invalid(path.Child("targetPort"), t.IntVal, msg))
+			}
+		}
+		if p.NodePort != 0 {
+			for _, msg := range validation.IsValidPortNum(int(p.NodePort)) {
+				errs = append(errs, field.Invalid(path.Child("nodePort"), p.NodePort, msg))
+			}
+		}
+	}
+	return errs
+}

@@ -358,3 +358,43 @@ func TestSetPolicyInvalidUpdateKeepsPrevious(t *testing.T) {
 		t.Errorf("Build error %q does not name default/x spec.policyTypes[0]", err)
 	}
 }
+
+func TestValidateService(t *testing.T) {
+	port := func(p corev1.ServicePort) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "s"},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "x"}, Ports: []corev1.ServicePort{p}}}
+	}
+	tests := []struct {
+		name string
+		p    corev1.ServicePort
+		want []tFE
+	}{
+		{"plain", corev1.ServicePort{Port: 80}, nil},
+		{"named target", corev1.ServicePort{Port: 80, TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolUDP, NodePort: 30080}, nil},
+		{"port 0", corev1.ServicePort{Port: 0}, []tFE{{field.ErrorTypeInvalid, "spec.ports[0].port"}}},
+		{"target out of range", corev1.ServicePort{Port: 80, TargetPort: intstr.FromInt32(99999)}, []tFE{{field.ErrorTypeInvalid, "spec.ports[0].targetPort"}}},
+		{"bad target name", corev1.ServicePort{Port: 80, TargetPort: intstr.FromString("HTTP_1")}, []tFE{{field.ErrorTypeInvalid, "spec.ports[0].targetPort"}}},
+		{"bad protocol", corev1.ServicePort{Port: 80, Protocol: "ICMP"}, []tFE{{field.ErrorTypeNotSupported, "spec.ports[0].protocol"}}},
+		{"nodePort out of range", corev1.ServicePort{Port: 80, NodePort: 70000}, []tFE{{field.ErrorTypeInvalid, "spec.ports[0].nodePort"}}},
+	}
+	for _, tt := range tests {
+		if got := tFieldErrors(policylib.ValidateService(port(tt.p))); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+
+	// SetService refuses one, naming it and the field, and keeps the
+	// previous version.
+	e := policylib.NewEngine()
+	if err := e.SetService(port(corev1.ServicePort{Port: 80})); err != nil {
+		t.Fatal(err)
+	}
+	err := e.SetService(port(corev1.ServicePort{Port: 80, TargetPort: intstr.FromInt32(99999)}))
+	if err == nil || !strings.HasPrefix(err.Error(), "Service default/s: spec.ports[0].targetPort: Invalid value: 99999") {
+		t.Errorf("SetService: %v", err)
+	}
+	// The valid version stands: port 80 resolves (to no pod: there are none).
+	if flows, err := e.ResolveService(policylib.PodEndpoint("default", "nobody"), "default", "s", 80, policylib.TCP); err != nil || len(flows) != 0 {
+		t.Errorf("after the refused update: %v, %v", flows, err)
+	}
+}

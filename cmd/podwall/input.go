@@ -217,7 +217,8 @@ func (c *cluster) locate(err error) string {
 		}
 		return joinNonEmpty(c.policySource(pe.Policy), "NetworkPolicy "+pe.Policy.String(), strings.Join(fields, "; "))
 	}
-	// Node and pod errors start with "Node NAME: " or "Pod NS/NAME: ".
+	// Node, pod and Service errors start with "Node NAME: ", "Pod NS/NAME: "
+	// or "Service NS/NAME: ".
 	msg := err.Error()
 	for _, n := range c.snap.Nodes {
 		if strings.HasPrefix(msg, "Node "+n.Name+": ") {
@@ -227,6 +228,11 @@ func (c *cluster) locate(err error) string {
 	for _, p := range c.snap.Pods {
 		if strings.HasPrefix(msg, "Pod "+podKey(p)+": ") {
 			return joinNonEmpty(c.source(p), msg)
+		}
+	}
+	for _, s := range c.snap.Services {
+		if strings.HasPrefix(msg, "Service "+s.Namespace+"/"+s.Name+": ") {
+			return joinNonEmpty(c.source(s), msg)
 		}
 	}
 	return msg
