@@ -635,6 +635,15 @@ func (e *Engine) SetPolicy(np *networkingv1.NetworkPolicy) error {
 	return nil
 }
 
+// HasPolicy reports whether the engine holds a NetworkPolicy of that name
+// (SetPolicy refuses an invalid one and keeps the previous version).
+func (e *Engine) HasPolicy(namespace, name string) bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	_, ok := e.policies[types.NamespacedName{Namespace: namespace, Name: name}]
+	return ok
+}
+
 // DeletePolicy removes a NetworkPolicy.
 func (e *Engine) DeletePolicy(namespace, name string) {
 	e.mu.Lock()

@@ -340,9 +340,16 @@ func TestSetPolicyInvalidUpdateKeepsPrevious(t *testing.T) {
 		t.Errorf("IngressPolicies %v", got)
 	}
 
+	if !e.HasPolicy("default", "web") {
+		t.Error("HasPolicy: the previous version is gone")
+	}
+
 	// An invalid policy that was never valid is simply absent.
 	if err := e.SetPolicy(tPolicy("default", "other", tSel(), tIngress(nil, tPort("", 70000)))); err == nil {
 		t.Fatal("invalid new policy accepted")
+	}
+	if e.HasPolicy("default", "other") {
+		t.Error("HasPolicy: an invalid new policy is held")
 	}
 	tRunChecks(t, e, []tCheck{{"default/api", "default/db", tTCP, 5432, true}})
 

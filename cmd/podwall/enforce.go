@@ -54,8 +54,10 @@ NetworkPolicies, enforcing the policies of the pods whose spec.nodeName is
 The cluster comes from the Kubernetes API (--kubeconfig, $KUBECONFIG, or the
 in-cluster service account), or, with --manifests, from manifest files and
 directories that are watched and reloaded when they change. A manifest that
-stops loading is reported and the last good state stays in force; a policy
-that policylib rejects is reported and left out.
+stops loading is reported and the last good state stays in force. A policy
+that policylib rejects is reported; its previous valid version stays in force,
+and when it has none the pods it selects are isolated with nothing allowed: an
+invalid policy never opens what it was written to close.
 
 A change is applied at once when none came in the last --debounce; changes
 that keep coming are gathered until --debounce passes without one (at most
@@ -67,10 +69,10 @@ takes over with no window without rules, unless --cleanup-on-exit.
 
 With --dry-run, enforce prints the nft script it would apply (the table
 replaced whole) and exits: with --manifests it needs neither root nor a
-cluster.
+cluster. A policy policylib rejects fails the dry run, named with its fields.
 
-Exit status: 0 on a clean stop (SIGTERM, interrupt) or a dry run, 2 on bad
-usage or a failure.`,
+Exit status: 0 on a clean stop (SIGTERM, interrupt) or a clean dry run, 2 on
+bad usage, a rejected policy in a dry run, or a failure.`,
 		Example: `  podwall enforce --dry-run --node k8s-node2 --manifests examples/seed/cluster --manifests examples/seed/original/networkpolicy.yaml
   NODE_NAME=worker-1 podwall enforce --metrics-addr :9808
   podwall enforce --node worker-1 --manifests /etc/podwall/cluster`,
@@ -183,7 +185,7 @@ func (dryRunApplier) Apply(context.Context, *enforcer.Ruleset) (enforcer.Stats, 
 func (dryRunApplier) Forget() {}
 
 // enforceDryRun feeds the source's initial state and prints the ruleset,
-// after a comment line per rejected policy.
+// or fails naming the policies policylib rejects.
 func enforceDryRun(ctx context.Context, out io.Writer, opts agent.Options, src agent.Source) error {
 	opts.Applier = dryRunApplier{}
 	opts.Logger = logr.Discard()
@@ -195,12 +197,17 @@ func enforceDryRun(ctx context.Context, out io.Writer, opts agent.Options, src a
 	if err != nil {
 		return err
 	}
-	rejected := a.Status().Rejected
-	keys := slices.SortedFunc(maps.Keys(rejected), func(x, y types.NamespacedName) int {
-		return strings.Compare(x.String(), y.String())
-	})
-	for _, k := range keys {
-		fmt.Fprintf(out, "# NetworkPolicy %s rejected, left out: %s\n", k, rejected[k])
+	// A rejected policy is bad input: say which and why, print nothing.
+	// (The agent itself runs on, isolating their pods with nothing allowed.)
+	if rejected := a.Status().Rejected; len(rejected) > 0 {
+		keys := slices.SortedFunc(maps.Keys(rejected), func(x, y types.NamespacedName) int {
+			return strings.Compare(x.String(), y.String())
+		})
+		msgs := make([]string, len(keys))
+		for i, k := range keys {
+			msgs[i] = rejected[k]
+		}
+		return fmt.Errorf("NetworkPolicies rejected (the agent would isolate their pods with nothing allowed): %s", strings.Join(msgs, "; "))
 	}
 	_, err = io.WriteString(out, rs.Render())
 	return err

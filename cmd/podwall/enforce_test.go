@@ -25,12 +25,12 @@ func TestEnforceDryRunGolden(t *testing.T) {
 	}
 }
 
-// A policy policylib rejects is named in the dry run and left out.
+// A policy policylib rejects fails the dry run, named with its field.
 func TestEnforceDryRunRejectedPolicy(t *testing.T) {
-	out := mustRun(t, "", "enforce", "--dry-run", "--node", "k8s-node2",
+	code, out, errOut := podwall(t, "", "enforce", "--dry-run", "--node", "k8s-node2",
 		"--manifests", seed+"/cluster", "--manifests", "testdata/bad/invalid-policy.yaml")
-	if !strings.HasPrefix(out, "# NetworkPolicy ") || !strings.Contains(out, "rejected, left out") {
-		t.Errorf("the rejected policy is not reported:\n%s", out)
+	if code != 2 || out != "" || !strings.Contains(errOut, "NetworkPolicies rejected") || !strings.Contains(errOut, "NetworkPolicy default/bad-port: spec.ingress[0].ports[0]") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 2, nothing, and the policy with its field", code, out, errOut)
 	}
 }
 

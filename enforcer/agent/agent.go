@@ -14,6 +14,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podwall/podwall/enforcer"
@@ -294,13 +295,25 @@ func (a *Agent) setPolicy(np *networkingv1.NetworkPolicy) {
 	defer a.mu.Unlock()
 	if err := a.eng.SetPolicy(np); err != nil {
 		// SetPolicy changed nothing: a previous valid version, if any,
-		// stays in force.
+		// stays in force (as the API server keeps the stored version when
+		// it refuses an update). A policy without one must not leave open
+		// what it was written to close: it stands in isolating the pods it
+		// selects, with nothing allowed.
 		msg := oneLine(err.Error())
 		if a.rejected[k] != msg {
-			a.log.Error(err, "NetworkPolicy rejected: left out, or its previous valid version kept", "policy", k.String())
+			a.log.Error(err, "NetworkPolicy rejected: its previous valid version kept, or else its pods isolated with nothing allowed", "policy", k.String())
 		}
 		a.rejected[k] = msg
 		a.m.rejectedPolicies.Set(float64(len(a.rejected)))
+		if !a.eng.HasPolicy(np.Namespace, np.Name) {
+			if err := a.eng.SetPolicy(isolateOnly(np)); err != nil {
+				a.log.Error(err, "NetworkPolicy rejected, and its stand-in too", "policy", k.String())
+				return
+			}
+			if a.compiler.InvalidateNamespace(np.Namespace) > 0 {
+				a.changed()
+			}
+		}
 		return
 	}
 	if _, was := a.rejected[k]; was {
@@ -892,4 +905,34 @@ func (a *Agent) Healthy() error {
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// isolateOnly is the stand-in for a NetworkPolicy policylib rejects that
+// has no earlier valid version: never fail open. It isolates the pods np
+// selects (every pod of its namespace when the selector does not parse
+// either) in np's directions (both when those do not parse), and allows
+// nothing.
+func isolateOnly(np *networkingv1.NetworkPolicy) *networkingv1.NetworkPolicy {
+	out := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: np.Namespace, Name: np.Name}}
+	if _, err := policylib.ParseSelector(&np.Spec.PodSelector); err == nil {
+		out.Spec.PodSelector = *np.Spec.PodSelector.DeepCopy()
+	}
+	var ingress, egress bool
+	for _, t := range policylib.DefaultPolicy(np).Spec.PolicyTypes {
+		switch t {
+		case networkingv1.PolicyTypeIngress:
+			ingress = true
+		case networkingv1.PolicyTypeEgress:
+			egress = true
+		default:
+			ingress, egress = true, true
+		}
+	}
+	if ingress {
+		out.Spec.PolicyTypes = append(out.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
+	}
+	if egress {
+		out.Spec.PolicyTypes = append(out.Spec.PolicyTypes, networkingv1.PolicyTypeEgress)
+	}
+	return out
 }

@@ -103,8 +103,10 @@ func TestManifestStages(t *testing.T) {
 	})
 }
 
-// A policy policylib rejects is reported and left out; the others stay in
-// force. Fixing it brings it in.
+// A policy policylib rejects is reported, and, having no earlier valid
+// version, stands in isolating the pods it selects with nothing allowed
+// (never fail open); the others stay in force. Fixing it brings it in; a
+// broken update keeps the fixed version.
 func TestInvalidPolicyReported(t *testing.T) {
 	dir := seedDir(t)
 	copyFile(t, filepath.Join(seed, "original", "networkpolicy.yaml"), filepath.Join(dir, "policy.yaml"))
@@ -129,6 +131,9 @@ func TestInvalidPolicyReported(t *testing.T) {
 	rs := s.app.last()
 	if allowed(rs, busybox, httpd1, policylib.TCP, 80) || !allowed(rs, busyboxAccess, httpd1, policylib.TCP, 80) {
 		t.Error("the valid policy is not enforced")
+	}
+	if p, ok := rs.Pod(busyboxAccess); !ok || p.Ingress == nil || allowed(rs, httpd1, busyboxAccess, policylib.TCP, 80) {
+		t.Error("the rejected policy's pods are not isolated: it fails open")
 	}
 
 	// Fixed: it isolates the run=busybox pods (busybox-access is local).

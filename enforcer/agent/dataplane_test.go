@@ -299,7 +299,9 @@ func TestDataplaneStages(t *testing.T) {
 	l.hold(t, 300*time.Millisecond, w1)
 }
 
-// An invalid policy file is reported and left out; the rest stays enforced.
+// An invalid policy file is reported; the rest stays enforced. (Its
+// stand-in isolates the busybox pods' ingress, which no probe here
+// reaches: TestInvalidPolicyReported checks it.)
 func TestDataplaneInvalidPolicy(t *testing.T) {
 	l := newLab(t)
 	copyFile(t, seed+"/original/networkpolicy.yaml", filepath.Join(l.dir, "policy.yaml"))
