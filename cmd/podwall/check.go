@@ -237,9 +237,15 @@ func checkObject(cmd *cobra.Command, ar *admissionRules, cl rules.Cluster, o man
 		}
 	}
 	r := ar.validate(cmd.Context(), req, cl)
+	validated := len(out)
 	for _, v := range r.Violations {
 		out = append(out, finding(v.Rule, string(v.Action), v.Code, v.Field, v.Message))
 	}
+	// One order whichever engine found them (the Go rules give theirs in
+	// evaluation order, the Rego rules as a set): by rule, field, code.
+	slices.SortStableFunc(out[validated:], func(a, b checkFinding) int {
+		return cmp.Or(strings.Compare(a.Rule, b.Rule), strings.Compare(a.Field, b.Field), strings.Compare(a.Code, b.Code))
+	})
 	return out, nil
 }
 
