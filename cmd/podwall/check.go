@@ -71,7 +71,7 @@ message; -o json or yaml gives all of it, with code and field).
 
 Exit status: 1 when a finding's action is deny, 0 otherwise (warn and dryrun
 findings only), 2 on bad input or a bad configuration.`,
-		Example: `  podwall check -f examples/seed/cluster --config podwall.yaml
+		Example: `  podwall check -f examples/seed/cluster --config webhook/config/testdata/podwall.yaml
   podwall check -f manifests/ --config podwall.yaml --mutate -o json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -264,15 +264,25 @@ func writeCheck(e *env, output string, findings []checkFinding, objects int) err
 		fmt.Fprintf(e.out, "No findings in %d objects.\n", objects)
 		return nil
 	}
+	// Objects read from a cluster (audit) have no source file: no column.
+	sources := slices.ContainsFunc(findings, func(f checkFinding) bool { return f.Source != "" })
 	tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RULE\tACTION\tOBJECT\tSOURCE\tMESSAGE")
+	if sources {
+		fmt.Fprintln(tw, "RULE\tACTION\tOBJECT\tSOURCE\tMESSAGE")
+	} else {
+		fmt.Fprintln(tw, "RULE\tACTION\tOBJECT\tMESSAGE")
+	}
 	for _, f := range findings {
 		first, _, more := strings.Cut(f.Message, "\n")
 		first = strings.TrimPrefix(first, f.Object+": ") // the OBJECT column says it
 		if more {
 			first = strings.TrimSuffix(first, ":") // what followed is in -o json
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Rule, f.Action, f.Object, dash(f.Source), oneLine(first))
+		if sources {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Rule, f.Action, f.Object, dash(f.Source), oneLine(first))
+		} else {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Rule, f.Action, f.Object, oneLine(first))
+		}
 	}
 	return tw.Flush()
 }

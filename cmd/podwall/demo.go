@@ -47,7 +47,8 @@ Exit status: 0 when every probe agrees with policylib, 1 when one does not,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := os.Stat(seedDir); err != nil {
-				return &usageError{cmd: cmd.CommandPath(), err: flagError("--seed "+seedDir, err)}
+				return &usageError{cmd: cmd.CommandPath(), err: flagError("--seed "+seedDir,
+					fmt.Errorf("%w (the default is relative to the repository's root: run there, or give --seed)", unwrapPath(err)))}
 			}
 			log := logr.Discard()
 			if verbosity > 0 {

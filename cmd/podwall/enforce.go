@@ -197,6 +197,11 @@ func enforceDryRun(ctx context.Context, out io.Writer, opts agent.Options, src a
 	if err != nil {
 		return err
 	}
+	// A node the cluster does not know, and that no pod runs on, is most
+	// likely a misspelt --node: an empty table would look like an answer.
+	if st := a.Status(); !st.NodeKnown && st.LocalPods == 0 {
+		return flagError("--node "+opts.NodeName, errors.New("no Node of that name, and no pod on it, in the cluster read"))
+	}
 	// A rejected policy is bad input: say which and why, print nothing.
 	// (The agent itself runs on, isolating their pods with nothing allowed.)
 	if rejected := a.Status().Rejected; len(rejected) > 0 {

@@ -42,6 +42,7 @@ func TestEnforceErrors(t *testing.T) {
 		want string
 	}{
 		{"no node", []string{"enforce", "--dry-run", "--manifests", seed + "/cluster"}, "--node: required"},
+		{"unknown node", []string{"enforce", "--dry-run", "--node", "k8s-nod2", "--manifests", seed + "/cluster"}, "--node k8s-nod2: no Node of that name, and no pod on it"},
 		{"two sources", []string{"enforce", "--node", "n", "--manifests", seed, "--kubeconfig", "x"}, "not both"},
 		{"bad manifest", []string{"enforce", "--dry-run", "--node", "n", "--manifests", "testdata/bad/malformed.yaml"}, "malformed.yaml"},
 		{"missing manifest", []string{"enforce", "--dry-run", "--node", "n", "--manifests", "testdata/nothing-here"}, "nothing-here"},

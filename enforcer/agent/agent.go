@@ -101,6 +101,9 @@ type Status struct {
 	SourcesSynced bool
 	// LocalPods are the local pods the engine knows.
 	LocalPods int
+	// NodeKnown is true while the sources hold the Node object named
+	// Options.NodeName.
+	NodeKnown bool
 	// Rejected are the NetworkPolicies whose latest version policylib
 	// rejected, with the reason.
 	Rejected map[types.NamespacedName]string
@@ -121,6 +124,7 @@ type Agent struct {
 	compiler   *enforcer.Compiler // the local pods' rules as last compiled
 	local      map[types.NamespacedName]bool
 	nodeAddrs  []netip.Addr // of the local Node object
+	nodeKnown  bool         // the local Node object has been fed
 	rejected   map[types.NamespacedName]string
 	badObjects map[string]map[string]string // kind -> name -> reason
 	gen        uint64
@@ -353,6 +357,7 @@ func (a *Agent) setNode(n *corev1.Node) {
 	if n.Name != a.opts.NodeName {
 		return
 	}
+	a.nodeKnown = true
 	var addrs []netip.Addr
 	for _, ad := range n.Status.Addresses {
 		if ad.Type != corev1.NodeInternalIP && ad.Type != corev1.NodeExternalIP {
@@ -373,6 +378,9 @@ func (a *Agent) deleteNode(name string) {
 	defer a.mu.Unlock()
 	a.accept("Node", name)
 	a.eng.DeleteNode(name)
+	if name == a.opts.NodeName {
+		a.nodeKnown = false
+	}
 	if name == a.opts.NodeName && len(a.nodeAddrs) > 0 {
 		a.nodeAddrs = nil
 		a.changed()
@@ -840,6 +848,7 @@ func (a *Agent) Status() Status {
 		Applied:       a.applied,
 		SourcesSynced: a.allSynced(),
 		LocalPods:     len(a.local),
+		NodeKnown:     a.nodeKnown,
 		Rejected:      make(map[types.NamespacedName]string, len(a.rejected)),
 	}
 	for k, v := range a.rejected {
