@@ -1,6 +1,7 @@
 package policylib
 
 import (
+	"fmt"
 	"net/netip"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -20,10 +21,13 @@ const (
 )
 
 func (d Direction) String() string {
-	if d == Egress {
+	switch d {
+	case Ingress:
+		return "ingress"
+	case Egress:
 		return "egress"
 	}
-	return "ingress"
+	return fmt.Sprintf("Direction(%d)", int(d))
 }
 
 // policy is a validated, defaulted NetworkPolicy with every selector, CIDR

@@ -112,7 +112,11 @@ const (
 )
 
 func (o Outcome) String() string {
-	return [...]string{"not applicable", "not isolated", "allowed", "denied"}[o]
+	names := [...]string{"not applicable", "not isolated", "allowed", "denied"}
+	if o < 0 || int(o) >= len(names) {
+		return fmt.Sprintf("Outcome(%d)", int(o))
+	}
+	return names[o]
 }
 
 // RuleRef names the rule that allowed a direction: the policy, the

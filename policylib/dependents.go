@@ -103,11 +103,13 @@ func (e *Engine) PoliciesDependingOnNamespace(name string) []types.NamespacedNam
 	return policyNames(pols)
 }
 
-// HoldsPod reports whether the engine holds p as it is, in everything it
-// reads of a pod: labels, addresses, named ports, node and host networking.
-// Then SetPod(p) changes nothing, which is what a status update (a
-// condition, a container restarting) usually is. A pod that has finished,
-// or that SetPod would reject, is never held.
+// HoldsPod reports whether the engine holds p as it is, in everything a
+// decision reads of a pod: labels, addresses, named ports, node and host
+// networking. Then SetPod(p) changes no decision, which is what a status
+// update (a condition, a container restarting) usually is; it may still
+// change which pods back a Service (ResolveService reads readiness and
+// termination). A pod that has finished, or that SetPod would reject, is
+// never held.
 func (e *Engine) HoldsPod(p *corev1.Pod) bool {
 	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		return false

@@ -118,16 +118,20 @@ func (s *podSet) matchesPod(p *pod) bool {
 type pod struct {
 	id          int32
 	hostNetwork bool
-	nameCheck   uint64        // a second hash of its names, see lookupPod
-	sel         [2]*selection // the policies selecting it per direction; nil: not isolated
-	addr        netip.Addr    // ips[0], kept here so a decision need not load ips
-	key         types.NamespacedName
-	ips         []netip.Addr
-	ports       []namedPort
-	ns          *namespace
-	labels      map[string]string
-	node        string
-	_           [24]byte // to 192 bytes, see podSize
+	// notReady and terminating are what Service resolution reads (its
+	// Ready condition is False; it has a deletionTimestamp). Decisions do
+	// not: NetworkPolicy judges a pod's traffic whatever its readiness.
+	notReady, terminating bool
+	nameCheck             uint64        // a second hash of its names, see lookupPod
+	sel                   [2]*selection // the policies selecting it per direction; nil: not isolated
+	addr                  netip.Addr    // ips[0], kept here so a decision need not load ips
+	key                   types.NamespacedName
+	ips                   []netip.Addr
+	ports                 []namedPort
+	ns                    *namespace
+	labels                map[string]string
+	node                  string
+	_                     [24]byte // to 192 bytes, see podSize
 }
 
 // policiesIn returns the policies selecting the pod for d, sorted by name.
@@ -201,7 +205,11 @@ type Snapshot struct {
 func Build(s Snapshot, opts ...Option) (*Engine, error) {
 	e := NewEngine(opts...)
 	var errs []error
-	for _, ns := range s.Namespaces {
+	for i, ns := range s.Namespaces {
+		if ns == nil || ns.Name == "" {
+			errs = append(errs, fmt.Errorf("namespaces[%d]: missing metadata.name", i))
+			continue
+		}
 		e.SetNamespace(ns)
 	}
 	for _, n := range s.Nodes {
@@ -232,6 +240,9 @@ func Build(s Snapshot, opts ...Option) (*Engine, error) {
 // SetNamespace adds or updates a namespace. Its labels always include
 // kubernetes.io/metadata.name, as the API server guarantees.
 func (e *Engine) SetNamespace(ns *corev1.Namespace) {
+	if ns == nil || ns.Name == "" {
+		return // no namespace to hold: Build reports it
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n := e.namespace(ns.Name)
@@ -314,6 +325,9 @@ func (e *Engine) relabelNamespace(n *namespace, labels map[string]string) {
 // SetNode adds or updates a node and its addresses, so flows from or to a
 // node address are reported as that node.
 func (e *Engine) SetNode(n *corev1.Node) error {
+	if n == nil || n.Name == "" {
+		return errors.New("Node: missing metadata.name")
+	}
 	var addrs []netip.Addr
 	for _, a := range n.Status.Addresses {
 		if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
@@ -363,6 +377,9 @@ func (e *Engine) deleteNode(name string) {
 // (ValidateService) is an error naming its fields, and leaves the engine
 // as it was.
 func (e *Engine) SetService(s *corev1.Service) error {
+	if s == nil || s.Name == "" || s.Namespace == "" {
+		return errors.New("Service: missing metadata.name or metadata.namespace")
+	}
 	if errs := ValidateService(s); len(errs) > 0 {
 		msgs := make([]string, len(errs))
 		for i, fe := range errs {
@@ -389,6 +406,9 @@ func (e *Engine) DeleteService(namespace, name string) {
 // Failed) are removed, as they no longer take traffic. The cost is the
 // policies of the pod's namespace plus the peers that can match it.
 func (e *Engine) SetPod(p *corev1.Pod) error {
+	if p == nil || p.Name == "" || p.Namespace == "" {
+		return errors.New("Pod: missing metadata.name or metadata.namespace")
+	}
 	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		e.DeletePod(p.Namespace, p.Name)
 		return nil
@@ -401,7 +421,9 @@ func (e *Engine) SetPod(p *corev1.Pod) error {
 	defer e.mu.Unlock()
 	if old, ok := e.podByKey[np.key]; ok {
 		if old.sameAs(np) {
-			return nil // a status update: nothing the engine reads changed
+			// A status update: nothing a decision reads changed.
+			old.notReady, old.terminating = np.notReady, np.terminating
+			return nil
 		}
 		if old.hostNetwork == np.hostNetwork && maps.Equal(old.labels, np.labels) {
 			// Same identity for every selector: only addresses and ports move.
@@ -419,6 +441,7 @@ func (e *Engine) SetPod(p *corev1.Pod) error {
 				}
 			}
 			old.ips, old.addr, old.node, old.ports = np.ips, np.addr, np.node, np.ports
+			old.notReady, old.terminating = np.notReady, np.terminating
 			e.indexIPs(old)
 			return nil
 		}
@@ -444,6 +467,10 @@ func newPod(p *corev1.Pod) (*pod, error) {
 		labels:      maps.Clone(p.Labels),
 		node:        p.Spec.NodeName,
 		hostNetwork: p.Spec.HostNetwork,
+		terminating: p.DeletionTimestamp != nil,
+		notReady: slices.ContainsFunc(p.Status.Conditions, func(c corev1.PodCondition) bool {
+			return c.Type == corev1.PodReady && c.Status == corev1.ConditionFalse
+		}),
 	}
 	if np.labels == nil {
 		np.labels = map[string]string{}
@@ -622,6 +649,9 @@ func (e *Engine) unindexIPs(p *pod) {
 // nothing: a previous valid version stays in force, so an invalid update
 // never opens traffic that policy isolated.
 func (e *Engine) SetPolicy(np *networkingv1.NetworkPolicy) error {
+	if np == nil {
+		return errors.New("nil NetworkPolicy")
+	}
 	pol, err := compilePolicy(np)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package policylib
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -93,7 +94,7 @@ func (e *Engine) info(ep Endpoint, r endpoint) EndpointInfo {
 	i := EndpointInfo{Endpoint: ep, Kind: EndpointAddr, Addr: r.addr}
 	switch {
 	case r.pod != nil:
-		i.Kind, i.Node, i.Labels = EndpointPod, r.pod.node, r.pod.labels
+		i.Kind, i.Node, i.Labels = EndpointPod, r.pod.node, maps.Clone(r.pod.labels) // the caller may change its copy
 		i.Endpoint.Namespace, i.Endpoint.Name = r.pod.key.Namespace, r.pod.key.Name
 	case e.nodeByIP[r.addr] != nil:
 		i.Kind, i.Node = EndpointNode, e.nodeByIP[r.addr].name

@@ -346,10 +346,25 @@ func (l *linter) allowsDNS(pol *policy) bool {
 				return true
 			}
 			for _, pr := range r.ports {
-				if (pr.proto == UDP || pr.proto == TCP) && pr.name == "" && pr.lo <= 53 && 53 <= pr.hi {
+				if pr.proto != UDP && pr.proto != TCP {
+					continue
+				}
+				if pr.name == "" && pr.lo <= 53 && 53 <= pr.hi || pr.name != "" && l.namesPort53(pr.name, pr.proto) {
 					return true
 				}
 			}
+		}
+	}
+	return false
+}
+
+// namesPort53 reports whether some pod of the cluster has a container port
+// of that name that resolves to 53 (as a DNS server's "dns" port does): a
+// named port resolves on the destination pod, so the rule reaches DNS there.
+func (l *linter) namesPort53(name string, proto Protocol) bool {
+	for _, p := range l.e.podByKey {
+		if port, ok := p.resolveNamedPort(name, proto); ok && port == 53 {
+			return true
 		}
 	}
 	return false

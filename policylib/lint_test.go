@@ -81,6 +81,20 @@ func TestLint(t *testing.T) {
 		{"egress isolated without DNS", []string{lintWeb, lintPolicy(`
   podSelector: {matchLabels: {app: web}}
   policyTypes: [Egress]`)}, []string{"warning egress-blocks-dns spec.policyTypes"}},
+		{"egress to DNS through a named port is DNS", []string{lintWeb, `apiVersion: v1
+kind: Pod
+metadata: {name: coredns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  containers:
+  - name: coredns
+    image: coredns
+    ports: [{name: dns, containerPort: 53, protocol: UDP}]
+status: {podIP: 10.244.0.2}`, lintPolicy(`
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{namespaceSelector: {}, podSelector: {matchLabels: {k8s-app: kube-dns}}}]
+    ports: [{protocol: UDP, port: dns}]`)}, nil},
 		{"allow-all voids default deny", []string{lintWeb,
 			"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: default-deny, namespace: default}\nspec: {podSelector: {}}",
 			lintPolicy(`

@@ -1263,3 +1263,71 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("deleted node's address: %+v %v", x.From, err)
 	}
 }
+
+// TestServiceBackendsTakingTraffic: a Service resolves to the pods
+// kube-proxy sends traffic to: not one without an address, nor a not-ready
+// one (unless the Service publishes not-ready addresses), and a
+// terminating one only when no other is ready. Readiness follows status
+// updates.
+func TestServiceBackendsTakingTraffic(t *testing.T) {
+	pod := func(name, ip string, ready corev1.ConditionStatus, terminating bool) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, Labels: tLabels("app", "b")}}
+		p.Status.PodIP = ip
+		if ready != "" {
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: ready}}
+		}
+		if terminating {
+			p.DeletionTimestamp = &metav1.Time{}
+		}
+		return p
+	}
+	svc := func(publish bool) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "b"},
+			Spec: corev1.ServiceSpec{Selector: tLabels("app", "b"), Ports: []corev1.ServicePort{{Port: 80}}, PublishNotReadyAddresses: publish}}
+	}
+	s := policylib.Snapshot{
+		Namespaces: []*corev1.Namespace{{ObjectMeta: metav1.ObjectMeta{Name: "default"}}},
+		Pods: []*corev1.Pod{
+			pod("no-conditions", "10.0.0.1", "", false), // a manifest: ready
+			pod("ready", "10.0.0.2", corev1.ConditionTrue, false),
+			pod("not-ready", "10.0.0.3", corev1.ConditionFalse, false),
+			pod("no-address", "", corev1.ConditionTrue, false),
+			pod("terminating", "10.0.0.5", corev1.ConditionTrue, true),
+		},
+		Services: []*corev1.Service{svc(false)},
+	}
+	e := tBuild(t, s)
+	backends := func() []string {
+		t.Helper()
+		fs, err := e.ResolveService(policylib.AddrEndpoint(netip.MustParseAddr("192.0.2.1")), "default", "b", 80, tTCP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, f := range fs {
+			out = append(out, f.Flow.To.Name)
+		}
+		return out
+	}
+	if got := backends(); !slices.Equal(got, []string{"no-conditions", "ready"}) {
+		t.Errorf("backends %v", got)
+	}
+	if err := e.SetService(svc(true)); err != nil {
+		t.Fatal(err)
+	}
+	if got := backends(); !slices.Equal(got, []string{"no-conditions", "not-ready", "ready"}) {
+		t.Errorf("publishNotReadyAddresses: backends %v", got)
+	}
+	if err := e.SetService(svc(false)); err != nil {
+		t.Fatal(err)
+	}
+	// Only the terminating pod is left ready: it takes the traffic.
+	for _, p := range []*corev1.Pod{pod("no-conditions", "10.0.0.1", corev1.ConditionFalse, false), pod("ready", "10.0.0.2", corev1.ConditionFalse, false)} {
+		if err := e.SetPod(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := backends(); !slices.Equal(got, []string{"terminating"}) {
+		t.Errorf("after readiness went: backends %v", got)
+	}
+}

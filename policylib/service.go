@@ -21,7 +21,10 @@ type ServiceFlow struct {
 // ResolveService translates a connection from `from` to a Service's
 // ClusterIP port into one flow per backing pod, to the target port: what
 // NetworkPolicy actually judges. Named target ports resolve on each pod; a
-// pod that lacks the name is left out.
+// pod that lacks the name is left out. So are the pods kube-proxy sends
+// nothing to: one without an address yet, one whose Ready condition is
+// False (unless the Service sets publishNotReadyAddresses), and a
+// terminating one while another is ready.
 func (e *Engine) ResolveService(from Endpoint, namespace, name string, port int32, proto Protocol) ([]ServiceFlow, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -101,8 +104,9 @@ func (e *Engine) servicePort(namespace, name string, proto Protocol, match func(
 		namespace, name, proto, strings.Join(ports, ", "), ErrUnknownEndpoint)
 }
 
-// backendFlows lists the Service's pods (selector equality, as the
-// EndpointSlice controller does) with the target port resolved on each.
+// backendFlows lists the Service's pods that take its traffic (selector
+// equality, as the EndpointSlice controller does) with the target port
+// resolved on each.
 func (e *Engine) backendFlows(svc *corev1.Service, sp corev1.ServicePort, from Endpoint, proto Protocol, note string) ([]ServiceFlow, error) {
 	key := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
 	if len(svc.Spec.Selector) == 0 {
@@ -116,9 +120,13 @@ func (e *Engine) backendFlows(svc *corev1.Service, sp corev1.ServicePort, from E
 	for k, v := range svc.Spec.Selector {
 		sel.reqs = append(sel.reqs, requirement{key: k, op: opIn, values: []string{v}})
 	}
-	var out []ServiceFlow
+	// The EndpointSlice controller's view: a pod without an address is no
+	// endpoint yet; kube-proxy sends traffic to the ready ones (a not-ready
+	// one too with publishNotReadyAddresses), and to terminating ones still
+	// ready only when there is no other.
+	var out, terminating []ServiceFlow
 	for p := range n.pods {
-		if !sel.Matches(p.labels) {
+		if !sel.Matches(p.labels) || !p.addr.IsValid() || p.notReady && !svc.Spec.PublishNotReadyAddresses {
 			continue
 		}
 		target := sp.TargetPort
@@ -133,11 +141,20 @@ func (e *Engine) backendFlows(svc *corev1.Service, sp corev1.ServicePort, from E
 		case target.Type == intstr.Int && target.IntVal != 0:
 			port = target.IntVal
 		}
-		out = append(out, ServiceFlow{
+		f := ServiceFlow{
 			Flow:    Flow{From: from, To: PodEndpoint(p.key.Namespace, p.key.Name), Protocol: proto, Port: port},
 			Service: key,
 			Note:    fmt.Sprintf("%s (pod port %d)", note, port),
-		})
+		}
+		if p.terminating {
+			f.Note += "; the pod is terminating, and gets traffic only because no other is ready"
+			terminating = append(terminating, f)
+			continue
+		}
+		out = append(out, f)
+	}
+	if len(out) == 0 {
+		out = terminating
 	}
 	slices.SortFunc(out, func(a, b ServiceFlow) int { return strings.Compare(a.Flow.To.Name, b.Flow.To.Name) })
 	return out, nil

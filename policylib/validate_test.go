@@ -393,6 +393,11 @@ func TestValidateService(t *testing.T) {
 	// SetService refuses one, naming it and the field, and keeps the
 	// previous version.
 	e := policylib.NewEngine()
+	backend := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x", Labels: map[string]string{"app": "x"}},
+		Status: corev1.PodStatus{PodIP: "10.0.0.1"}}
+	if err := e.SetPod(backend); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.SetService(port(corev1.ServicePort{Port: 80})); err != nil {
 		t.Fatal(err)
 	}
@@ -400,8 +405,72 @@ func TestValidateService(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "Service default/s: spec.ports[0].targetPort: Invalid value: 99999") {
 		t.Errorf("SetService: %v", err)
 	}
-	// The valid version stands: port 80 resolves (to no pod: there are none).
-	if flows, err := e.ResolveService(policylib.PodEndpoint("default", "nobody"), "default", "s", 80, policylib.TCP); err != nil || len(flows) != 0 {
-		t.Errorf("after the refused update: %v, %v", flows, err)
+	// The valid version stands: port 80 resolves to the pod's port 80, not
+	// 99999.
+	if flows, err := e.ResolveService(policylib.PodEndpoint("default", "nobody"), "default", "s", 80, policylib.TCP); err != nil || len(flows) != 1 || flows[0].Flow.Port != 80 {
+		t.Errorf("after the refused update: %+v, %v", flows, err)
+	}
+}
+
+// TestNilAndNamelessObjects: objects the engine cannot hold are errors,
+// never panics, and Build reports each; enum values out of range print as
+// such.
+func TestNilAndNamelessObjects(t *testing.T) {
+	e := policylib.NewEngine()
+	for name, err := range map[string]error{
+		"nil policy":       e.SetPolicy(nil),
+		"nil pod":          e.SetPod(nil),
+		"nameless pod":     e.SetPod(&corev1.Pod{}),
+		"nil service":      e.SetService(nil),
+		"nameless service": e.SetService(&corev1.Service{}),
+		"nil node":         e.SetNode(nil),
+		"nameless node":    e.SetNode(&corev1.Node{}),
+	} {
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	e.SetNamespace(nil) // nothing to hold, nothing to report: no panic
+	if pods := e.Pods(); len(pods) != 0 {
+		t.Errorf("pods %v", pods)
+	}
+	_, err := policylib.Build(policylib.Snapshot{
+		Namespaces: []*corev1.Namespace{nil}, Pods: []*corev1.Pod{nil}, Policies: []*networkingv1.NetworkPolicy{nil},
+		Nodes: []*corev1.Node{nil}, Services: []*corev1.Service{nil},
+	})
+	if err == nil || len(err.(interface{ Unwrap() []error }).Unwrap()) != 5 {
+		t.Errorf("Build: %v, want 5 errors", err)
+	}
+	if got := policylib.Lint(policylib.Snapshot{Pods: []*corev1.Pod{nil}}); len(got) != 0 {
+		t.Errorf("Lint: %v", got)
+	}
+	if s := policylib.Outcome(9).String(); s != "Outcome(9)" {
+		t.Errorf("Outcome(9) = %q", s)
+	}
+	if s := policylib.Direction(7).String(); s != "Direction(7)" {
+		t.Errorf("Direction(7) = %q", s)
+	}
+}
+
+// TestExplainLabelsAreACopy: what Explain hands out cannot change the
+// engine.
+func TestExplainLabelsAreACopy(t *testing.T) {
+	e := tBuild(t, tBaseSnapshot())
+	f := tFlow(t, "default/api", "default/web", tTCP, 80)
+	x, err := e.Explain(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range x.From.Labels {
+		x.From.Labels[k] = "changed"
+	}
+	x2, err := e.Explain(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range x2.From.Labels {
+		if v == "changed" {
+			t.Errorf("label %s changed in the engine", k)
+		}
 	}
 }
