@@ -391,6 +391,19 @@ func TestDecideBuildsOnceAQuery(t *testing.T) {
 	if built := engineBuilds.Load() - before; built != 2 {
 		t.Errorf("two snapshots built %d engines, want 2", built)
 	}
+	// A snapshot policylib refuses is compiled once too, within a query and
+	// across queries: the refusal is kept.
+	in = map[string]any{"bad": map[string]any{"pods": []any{map[string]any{
+		"metadata": map[string]any{"name": "p", "namespace": "default"}, "status": map[string]any{"podIP": "not-an-ip"}}}}}
+	before, compiles := engineBuilds.Load(), engineCompiles.Load()
+	for range 2 {
+		if got := mustEval(t, `[podwall.snapshot_errors(input.bad), podwall.snapshot_errors(input.bad)]`, in).([]any); len(got[0].([]any)) != 1 {
+			t.Fatalf("snapshot_errors: %v", got)
+		}
+	}
+	if built, compiled := engineBuilds.Load()-before, engineCompiles.Load()-compiles; built != 2 || compiled != 1 {
+		t.Errorf("a refused snapshot, twice in each of two queries: %d builds, %d compiles; want 2 and 1", built, compiled)
+	}
 }
 
 func TestLint(t *testing.T) {

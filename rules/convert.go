@@ -274,6 +274,7 @@ type cacheKey struct {
 type cacheEntry[T any] struct {
 	src ast.Value
 	val T
+	err error // build's refusal is kept too: the same value fails the same way
 }
 
 // cached returns the value compiled from v by build, compiling it at most
@@ -288,16 +289,13 @@ func cached[T any](bctx topdown.BuiltinContext, kind string, v ast.Value, build 
 		entries = x.([]cacheEntry[T])
 		for _, e := range entries {
 			if sameValue(e.src, v) {
-				return e.val, nil
+				return e.val, e.err
 			}
 		}
 	}
 	val, err := build()
-	if err != nil {
-		return val, err
-	}
-	bctx.Cache.Put(key, append(entries, cacheEntry[T]{src: v, val: val}))
-	return val, nil
+	bctx.Cache.Put(key, append(entries, cacheEntry[T]{src: v, val: val, err: err}))
+	return val, err
 }
 
 // sameValue is ast equality with a fast path for the same object, which is

@@ -220,6 +220,36 @@ func TestEvaluatorClusterPolicylibRefuses(t *testing.T) {
 	if err != nil || slices.ContainsFunc(res.Violations, func(m Message) bool { return m.Code == "undecided-flows" }) {
 		t.Fatalf("after the fix: %+v, %v", res, err)
 	}
+
+	// A stored policy policylib refuses (stored before the API server
+	// validated CIDRs strictly) selecting the protected pods can be fixed:
+	// the cluster before the change cannot be decided, the one after can.
+	legacy := &networkingv1.NetworkPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: "legacy", Namespace: "default"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"name": "networkpolicy-demo"}},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "192.168.2.1/24"}}},
+			}},
+		},
+	}
+	if err := ev.SetData(ctx, "/kubernetes/networkpolicies/default/legacy", legacy); err != nil {
+		t.Fatal(err)
+	}
+	fixed := legacy.DeepCopy()
+	fixed.Spec.Ingress[0].From[0].IPBlock.CIDR = "192.168.2.0/24"
+	res, err = ev.Eval(ctx, request(t, admissionv1.Update, "NetworkPolicy", fixed, legacy))
+	if err != nil || slices.ContainsFunc(res.Violations, func(m Message) bool { return m.Rule == "protectedAccess" }) {
+		t.Errorf("fixing the legacy policy: %+v, %v", res, err)
+	}
+	// Any other change is refused by protectedAccess, naming the policy.
+	res, err = ev.Eval(ctx, request(t, admissionv1.Create, "NetworkPolicy", np, nil))
+	if err != nil || !slices.ContainsFunc(res.Violations, func(m Message) bool {
+		return m.Code == "undecided-flows" && strings.Contains(m.Msg, "default/legacy")
+	}) {
+		t.Errorf("with the legacy policy stored: %+v, %v", res, err)
+	}
 }
 
 // TestEvaluatorStrictBuiltinErrors: a built-in's error fails the

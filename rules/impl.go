@@ -312,24 +312,30 @@ type sideKey struct {
 func engineFor(bctx rego.BuiltinContext, o ast.Object) (*compiledSnapshot, error) {
 	return cached(bctx, "engine", o, func() (*compiledSnapshot, error) {
 		engineBuilds.Add(1)
-		if c := recentEngines.get(o); c != nil {
-			return c, nil
+		if e, ok := recentEngines.get(o); ok {
+			return e.snap, e.err
 		}
 		engineCompiles.Add(1)
-		arg := snapshotArgName
-		snap, err := decodeSnapshot(o, arg)
-		if err != nil {
-			return nil, err
-		}
-		// Never decide on half a cluster: an invalid object is an error.
-		eng, err := policylib.Build(snap)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", arg, err)
-		}
-		c := &compiledSnapshot{eng: eng, sides: map[sideKey]*ast.Term{}}
-		recentEngines.put(o, c)
-		return c, nil
+		c, err := compileSnapshot(o)
+		// A refusal is kept too: while the cluster holds an object policylib
+		// refuses, every request would otherwise compile it again.
+		recentEngines.put(o, c, err)
+		return c, err
 	})
+}
+
+// compileSnapshot builds the engine of a snapshot. Never decide on half a
+// cluster: an invalid object is an error.
+func compileSnapshot(o ast.Object) (*compiledSnapshot, error) {
+	snap, err := decodeSnapshot(o, snapshotArgName)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := policylib.Build(snap)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", snapshotArgName, err)
+	}
+	return &compiledSnapshot{eng: eng, sides: map[sideKey]*ast.Term{}}, nil
 }
 
 // maxRecentEngines is how many compiled snapshots are kept across
@@ -348,11 +354,12 @@ type recentCache struct {
 type recentEngine struct {
 	src  ast.Object
 	snap *compiledSnapshot
+	err  error // why the snapshot was refused, when it was
 }
 
-// get returns the engine of a snapshot equal to o: its hash first (ast
-// objects keep theirs), then the values themselves.
-func (r *recentCache) get(o ast.Object) *compiledSnapshot {
+// get returns the engine, or the refusal, of a snapshot equal to o: its
+// hash first (ast objects keep theirs), then the values themselves.
+func (r *recentCache) get(o ast.Object) (recentEngine, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h := o.Hash()
@@ -360,16 +367,16 @@ func (r *recentCache) get(o ast.Object) *compiledSnapshot {
 		if e.src.Hash() == h && sameValue(e.src, o) {
 			copy(r.entries[1:i+1], r.entries[:i])
 			r.entries[0] = e
-			return e.snap
+			return e, true
 		}
 	}
-	return nil
+	return recentEngine{}, false
 }
 
-func (r *recentCache) put(o ast.Object, c *compiledSnapshot) {
+func (r *recentCache) put(o ast.Object, c *compiledSnapshot, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.entries = append([]recentEngine{{src: o, snap: c}}, r.entries...)
+	r.entries = append([]recentEngine{{src: o, snap: c, err: err}}, r.entries...)
 	if len(r.entries) > maxRecentEngines {
 		r.entries[maxRecentEngines] = recentEngine{}
 		r.entries = r.entries[:maxRecentEngines]

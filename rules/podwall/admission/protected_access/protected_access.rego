@@ -37,15 +37,6 @@ checked if {
 	lib.applies(family)
 	is_object(cfg.protectedSelector)
 	lib.operation in {"CREATE", "UPDATE", "DELETE"}
-	not rejected
-}
-
-# rejected: the new policy is one the API server rejects (networkPolicyHygiene
-# reports it as invalid). It never gets into the cluster, so it opens
-# nothing, and podwall.decide refuses a cluster holding it.
-rejected if {
-	some f in podwall.lint({"policies": [cluster.new_object]})
-	f.code == "invalid"
 }
 
 # changed are the request's policy before and after.
@@ -123,14 +114,13 @@ flows contains {"from": src, "to": to, "protocol": pp.protocol, "port": pp.port}
 	src != to
 }
 
-# refused are why policylib cannot decide on the cluster before or after the
-# change (a policy stored before the API server validated as strictly as
-# policylib does, say), when there is something to decide. Then nothing is
+# refused are why policylib cannot decide on the cluster after the change,
+# when there is something to decide: the new policy is invalid, or the
+# cluster holds an object policylib refuses (a policy stored before the API
+# server validated CIDRs as strictly as policylib does, say). Then nothing is
 # decided and the rule fails closed, naming them: decide's error would end
 # the whole evaluation, the other rules' findings with it.
-refused := array.concat(podwall.snapshot_errors(after_snapshot), podwall.snapshot_errors(before_snapshot)) if {
-	count(flows) > 0
-}
+refused := podwall.snapshot_errors(after_snapshot) if count(flows) > 0
 
 decidable if count(refused) == 0
 
@@ -139,7 +129,13 @@ after[f] := podwall.decide(after_snapshot, f) if {
 	some f in flows
 }
 
+# The cluster before the change may be undecidable where the one after is
+# not: the request fixes or deletes a policy policylib refuses. Then every
+# flow allowed after counts as opened by the change.
+before_decidable if count(podwall.snapshot_errors(before_snapshot)) == 0
+
 before[f] := podwall.decide(before_snapshot, f) if {
+	before_decidable
 	some f in flows
 	after[f].allowed
 }

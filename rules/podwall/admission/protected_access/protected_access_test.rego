@@ -165,8 +165,22 @@ test_a_stored_policy_policylib_refuses_fails_closed if {
 	contains(v.msg, "10.0.0.1/24")
 }
 
-test_a_policy_the_api_server_rejects_is_left_to_hygiene if {
+test_an_invalid_policy_is_not_decided_and_fails_closed if {
 	p := json.patch(run_busybox, [{"op": "replace", "path": "/spec/ingress/0/from", "value": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}])
-	count(protected_access.violation) == 0 with input as fixtures.create(p) with data.podwall.config as cfg
+	vs := protected_access.violation with input as fixtures.create(p) with data.podwall.config as cfg
 		with data.kubernetes as fixtures.kubernetes
+	{v.code | some v in vs} == {"undecided-flows"}
+	some v in vs
+	contains(v.msg, "default/run-busybox")
+}
+
+test_a_stored_policy_policylib_refuses_can_be_fixed if {
+	# The legacy policy selects the protected pods; its fix opens nothing to
+	# pods without access=true, so it passes, though the cluster before the
+	# change cannot be decided.
+	legacy := ingress_policy("legacy", [{"from": [{"ipBlock": {"cidr": "192.168.2.1/24"}}], "ports": [{"port": 80}]}])
+	fixed := ingress_policy("legacy", [{"from": [{"ipBlock": {"cidr": "192.168.2.0/24"}}], "ports": [{"port": 80}]}])
+	k := json.patch(fixtures.kubernetes, [{"op": "add", "path": "/networkpolicies/default/legacy", "value": legacy}])
+	count(protected_access.violation) == 0 with input as fixtures.update(fixed, legacy) with data.podwall.config as cfg
+		with data.kubernetes as k
 }
