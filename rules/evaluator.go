@@ -292,25 +292,26 @@ func (e *Evaluator) EvalFor(ctx context.Context, req *admissionv1.AdmissionReque
 	}
 	review := admissionv1.AdmissionReview{Request: req}
 	review.APIVersion, review.Kind = "admission.k8s.io/v1", "AdmissionReview"
-	input, err := reviewValue(&review)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the AdmissionReview: %w", err)
-	}
-	if w != Combined {
-		input.(ast.Object).Insert(ast.InternedTerm("podwall"), ast.ObjectTerm(ast.Item(ast.InternedTerm("webhook"), ast.InternedTerm(string(w)))))
-	}
-	return e.eval(ctx, input)
+	return e.evalReview(ctx, &review, w)
 }
 
-// EvalReview evaluates an AdmissionReview's request; the review is the
-// rules' input as it is (as its JSON encoding reads).
+// EvalReview evaluates an AdmissionReview's request for both webhooks
+// (Combined); the review is the rules' input as it is (as its JSON encoding
+// reads).
 func (e *Evaluator) EvalReview(ctx context.Context, review *admissionv1.AdmissionReview) (*Result, error) {
+	return e.evalReview(ctx, review, Combined)
+}
+
+func (e *Evaluator) evalReview(ctx context.Context, review *admissionv1.AdmissionReview, w Webhook) (*Result, error) {
 	if review == nil || review.Request == nil {
 		return nil, errors.New("AdmissionReview without a request")
 	}
 	input, err := reviewValue(review)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the AdmissionReview: %w", err)
+	}
+	if w != Combined {
+		input.(ast.Object).Insert(ast.InternedTerm("podwall"), ast.ObjectTerm(ast.Item(ast.InternedTerm("webhook"), ast.InternedTerm(string(w)))))
 	}
 	return e.eval(ctx, input)
 }

@@ -481,6 +481,21 @@ func (r *RegoRules) validate(ctx context.Context, req *admissionv1.AdmissionRequ
 			addViolation(res, rules.Violation{Rule: m.Rule, Action: set.action, Code: m.Code, Field: m.Field, Message: m.Msg})
 		}
 	}
+	// A bundle that ignores input.podwall.webhook (one's own, or one built
+	// before podwall set it) judges the object as if its patch were
+	// applied. A patch here means labels with defaults are still missing:
+	// refuse, as the Go rule does, rather than admit the object unlabelled.
+	if action, ok := want[config.RuleRequiredLabels]; ok && len(out.Patch) > 0 {
+		paths := make([]string, len(out.Patch))
+		for i, p := range out.Patch {
+			paths[i] = p.Path
+		}
+		addViolation(res, rules.Violation{
+			Rule: config.RuleRequiredLabels, Action: action, Code: rules.CodeMissingLabel,
+			Message: fmt.Sprintf("%s %s/%s: labels with defaults are missing (the bundle in force, revision %q, would add %s; it does not read input.podwall.webhook, so its own findings assumed them set)",
+				req.Kind.Kind, req.Namespace, req.Name, out.Revision, strings.Join(paths, ", ")),
+		})
+	}
 }
 
 // mutate evaluates requiredLabels on rego for the mutating webhook: its
@@ -515,12 +530,15 @@ func (r *RegoRules) failAll(rs []regoRule, err error, res *rules.Result) {
 	}
 }
 
-// isPatchNote tells the requiredLabels warning that describes the patch
-// from the rule's findings: it is the one message that names its rule
-// itself ("requiredLabels: set missing ..."), findings start with the
-// object's kind.
+// codeDefaultsNote marks the requiredLabels warning that says what the
+// patch sets, or why it sets nothing: the mutating webhook's to give, not a
+// finding.
+const codeDefaultsNote = "defaults-note"
+
+// isPatchNote tells the requiredLabels note about the patch from the rule's
+// findings.
 func isPatchNote(m regorules.Message) bool {
-	return m.Rule == config.RuleRequiredLabels && strings.HasPrefix(m.Msg, config.RuleRequiredLabels+": ")
+	return m.Rule == config.RuleRequiredLabels && m.Code == codeDefaultsNote
 }
 
 // isDefaultRecord tells requiredLabels' dryrun record of a default the

@@ -686,3 +686,41 @@ func TestEnginesAgreeOnWarningsAndRecords(t *testing.T) {
 		}
 	}
 }
+
+// TestRegoBundleIgnoringTheWebhookSide: a bundle that does not read
+// input.podwall.webhook (built before podwall set it, say) judges the object
+// on the validating side as if its patch were applied; the missing labels
+// with defaults are refused anyway, not admitted unlabelled.
+func TestRegoBundleIgnoringTheWebhookSide(t *testing.T) {
+	ctx := context.Background()
+	b, err := regorules.Bundle("old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := false
+	for i, m := range b.Modules {
+		if strings.HasSuffix(m.Path, "required_labels.rego") {
+			raw := strings.ReplaceAll(string(m.Raw), "\tlib.webhook != \"validating\"\n", "")
+			changed = raw != string(m.Raw)
+			b.Modules[i].Raw, b.Modules[i].Parsed = []byte(raw), nil
+		}
+	}
+	if !changed {
+		t.Fatal("required_labels.rego no longer reads lib.webhook: update this test")
+	}
+	r, err := server.NewRegoRules(ctx, b, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := seedCluster()
+	mirror(t, r, c)
+	e := loadEvaluator(t, "testdata/seed-rego.yaml")
+	if err := r.SetConfig(ctx, e.Config()); err != nil {
+		t.Fatal(err)
+	}
+	v := server.NewValidator(server.Static{E: e, R: r}, c, logr.Discard())
+	resp := v.Handle(ctx, request(t, admissionv1.Create, pod("default", "b", map[string]string{"run": "b"}), nil))
+	if resp.Allowed || !strings.Contains(resp.Result.Message, "labels with defaults are missing") || !strings.Contains(resp.Result.Message, "/metadata/labels/access") {
+		t.Errorf("allowed %v: %+v", resp.Allowed, resp.Result)
+	}
+}

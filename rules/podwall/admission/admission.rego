@@ -71,8 +71,8 @@ warn contains {"rule": v.rule, "msg": v.msg, "code": v.code, "field": v.field} i
 }
 
 # The note about what the patch changes, or why it changes nothing, is a
-# warning too.
-warn contains {"rule": "requiredLabels", "msg": required_labels.note} if "requiredLabels" in lib.families
+# warning too (code defaults-note: the mutating webhook's, not a finding).
+warn contains {"rule": "requiredLabels", "msg": required_labels.note, "code": "defaults-note", "field": ""} if "requiredLabels" in lib.families
 
 # dryrun holds what would have been denied or warned about, for audit.
 dryrun contains {"rule": v.rule, "msg": v.msg, "code": v.code, "field": v.field} if {
