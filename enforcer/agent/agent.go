@@ -102,7 +102,7 @@ type Status struct {
 	// LocalPods are the local pods the engine knows.
 	LocalPods int
 	// NodeKnown is true while the sources hold the Node object named
-	// Options.NodeName.
+	// Options.NodeName, valid or not.
 	NodeKnown bool
 	// Rejected are the NetworkPolicies whose latest version policylib
 	// rejected, with the reason.
@@ -126,7 +126,8 @@ type Agent struct {
 	nodeAddrs  []netip.Addr // of the local Node object
 	nodeKnown  bool         // the local Node object has been fed
 	rejected   map[types.NamespacedName]string
-	badObjects map[string]map[string]string // kind -> name -> reason
+	standIns   map[types.NamespacedName]bool // rejected policies the engine holds a stand-in for (isolateOnly)
+	badObjects map[string]map[string]string  // kind -> name -> reason
 	gen        uint64
 	applied    uint64
 	appliedOK  bool // a sync succeeded at least once
@@ -163,6 +164,7 @@ func New(opts Options) (*Agent, error) {
 		compiler:   enforcer.NewCompiler(),
 		local:      map[types.NamespacedName]bool{},
 		rejected:   map[types.NamespacedName]string{},
+		standIns:   map[types.NamespacedName]bool{},
 		badObjects: map[string]map[string]string{},
 		sources:    map[string]bool{},
 		appliedCh:  make(chan struct{}),
@@ -309,17 +311,21 @@ func (a *Agent) setPolicy(np *networkingv1.NetworkPolicy) {
 		}
 		a.rejected[k] = msg
 		a.m.rejectedPolicies.Set(float64(len(a.rejected)))
-		if !a.eng.HasPolicy(np.Namespace, np.Name) {
+		// A stand-in follows the latest version: its selector and
+		// directions may have changed too.
+		if a.standIns[k] || !a.eng.HasPolicy(np.Namespace, np.Name) {
 			if err := a.eng.SetPolicy(isolateOnly(np)); err != nil {
 				a.log.Error(err, "NetworkPolicy rejected, and its stand-in too", "policy", k.String())
 				return
 			}
+			a.standIns[k] = true
 			if a.compiler.InvalidateNamespace(np.Namespace) > 0 {
 				a.changed()
 			}
 		}
 		return
 	}
+	delete(a.standIns, k)
 	if _, was := a.rejected[k]; was {
 		a.log.Info("NetworkPolicy accepted again", "policy", k.String())
 		delete(a.rejected, k)
@@ -336,6 +342,7 @@ func (a *Agent) deletePolicy(namespace, name string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.rejected, k)
+	delete(a.standIns, k)
 	a.m.rejectedPolicies.Set(float64(len(a.rejected)))
 	a.eng.DeletePolicy(namespace, name)
 	if a.compiler.InvalidateNamespace(namespace) > 0 {
@@ -349,6 +356,9 @@ func (a *Agent) deletePolicy(namespace, name string) {
 func (a *Agent) setNode(n *corev1.Node) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if n.Name == a.opts.NodeName {
+		a.nodeKnown = true // even when rejected: it exists
+	}
 	if err := a.eng.SetNode(n); err != nil {
 		a.reject("Node", n.Name, err)
 		return
@@ -357,7 +367,6 @@ func (a *Agent) setNode(n *corev1.Node) {
 	if n.Name != a.opts.NodeName {
 		return
 	}
-	a.nodeKnown = true
 	var addrs []netip.Addr
 	for _, ad := range n.Status.Addresses {
 		if ad.Type != corev1.NodeInternalIP && ad.Type != corev1.NodeExternalIP {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -449,3 +450,39 @@ func TestDryRun(t *testing.T) {
 }
 
 var _ agent.Applier = (*enforcer.Applier)(nil)
+
+// A stand-in follows the rejected policy's latest version: a second broken
+// version selecting other pods isolates those.
+func TestStandInFollowsTheLatestVersion(t *testing.T) {
+	dir := seedDir(t)
+	copyFile(t, filepath.Join(seed, "original", "networkpolicy.yaml"), filepath.Join(dir, "policy.yaml"))
+	bad := filepath.Join(dir, "bad.yaml")
+	writeFile(t, bad, strings.Replace(badPolicy("10.0.0.0/33"), "run: busybox", "run: nothing", 1))
+	ld := newLoads()
+	src := &agent.ManifestSource{Paths: []string{dir}, Settle: 5 * time.Millisecond, OnLoad: ld.record}
+	s := start(t, agent.Options{}, src)
+	r := ld.next(t)
+	s.waitGen(t, r.Generation)
+	isolated := func() bool {
+		p, ok := s.app.last().Pod(busyboxAccess)
+		return ok && p.Ingress != nil
+	}
+	if isolated() {
+		t.Fatal("busybox-access isolated by a stand-in selecting run=nothing")
+	}
+	writeFile(t, bad, badPolicy("10.0.0.0/33"))
+	r = ld.next(t)
+	s.waitGen(t, r.Generation)
+	if !isolated() {
+		t.Error("the second broken version's stand-in does not isolate busybox-access")
+	}
+	// Deleted: nothing stands in any more.
+	if err := os.Remove(bad); err != nil {
+		t.Fatal(err)
+	}
+	r = ld.next(t)
+	s.waitGen(t, r.Generation)
+	if isolated() {
+		t.Error("busybox-access still isolated after the policy went")
+	}
+}
