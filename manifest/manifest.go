@@ -52,8 +52,9 @@ type Set struct {
 	Workloads []Object
 	// Others holds every other kind as *unstructured.Unstructured. Built-in
 	// kinds among them were still decoded strictly, so typos there fail too,
-	// and a kind the core, apps, batch or networking.k8s.io version named
-	// does not have (a misspelt kind) is an error, not an Other.
+	// and a kind the core, apps, batch, extensions or networking.k8s.io
+	// version named does not have (a misspelt kind) is an error, not an
+	// Other.
 	Others []Object
 
 	index map[objKey]located
@@ -340,6 +341,9 @@ func unsupportedVersion(gvk schema.GroupVersionKind) (schema.GroupVersionKind, b
 // built-in groups of the kinds this package types, but a kind that version
 // does not have: a misspelling (NetworkPolcy) that would otherwise be filed
 // under Others and silently ignored. Other groups may be anyone's CRDs.
+// What a version has is what the Kubernetes API this build links knows: a
+// kind added to one of these groups later is refused until podwall links
+// a newer one.
 func unknownBuiltinKind(gvk schema.GroupVersionKind) bool {
 	return legacyGroups[gvk.Group] && scheme.Scheme.IsVersionRegistered(gvk.GroupVersion()) && !scheme.Scheme.Recognizes(gvk)
 }

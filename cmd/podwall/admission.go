@@ -7,10 +7,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	admissionv1 "k8s.io/api/admission/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/podwall/podwall/policylib"
 	regorules "github.com/podwall/podwall/rules"
 	"github.com/podwall/podwall/webhook/config"
 	"github.com/podwall/podwall/webhook/rules"
@@ -70,12 +68,6 @@ func (a *admissionRules) setCluster(ctx context.Context, objs []runtime.Object) 
 	for _, o := range objs {
 		if !regorules.HeldInData(o) {
 			continue // a workload: the rules see it in requests only, as in the webhook
-		}
-		if np, ok := o.(*networkingv1.NetworkPolicy); ok && len(policylib.ValidatePolicy(np)) > 0 {
-			// The API server would never have stored it, so a cluster
-			// never holds it (its own check reports it as invalid); and
-			// podwall.decide refuses a cluster that does.
-			continue
 		}
 		if err := regorules.PutKubernetesObject(ctx, a.rego.Store(), o); err != nil {
 			return err

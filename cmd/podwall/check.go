@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/podwall/podwall/manifest"
+	"github.com/podwall/podwall/policylib"
 	"github.com/podwall/podwall/webhook/config"
 	"github.com/podwall/podwall/webhook/rules"
 )
@@ -106,7 +107,11 @@ findings only), 2 on bad input or a bad configuration.`,
 				inCluster = append(inCluster, o)
 			}
 			for _, o := range c.snap.Policies {
-				inCluster = append(inCluster, o)
+				// A policy the API server rejects never gets into a
+				// cluster; its own check reports it.
+				if len(policylib.ValidatePolicy(o)) == 0 {
+					inCluster = append(inCluster, o)
+				}
 			}
 			cl := rules.NewMemoryCluster(inCluster...)
 			if err := ar.setCluster(cmd.Context(), inCluster); err != nil {

@@ -138,9 +138,9 @@ func (k *kubeFlags) restConfig() (*rest.Config, error) {
 		return cfg, nil
 	}
 	// client-go passes over KUBECONFIG files that do not exist; when none
-	// does, say so rather than fail later on the in-cluster or default
-	// configuration.
-	if env := os.Getenv(clientcmd.RecommendedConfigPathEnvVar); env != "" {
+	// does outside a cluster, say so rather than fail later on the default
+	// configuration. (In a pod, the in-cluster configuration takes over.)
+	if env := os.Getenv(clientcmd.RecommendedConfigPathEnvVar); env != "" && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
 		if !slices.ContainsFunc(filepath.SplitList(env), func(p string) bool { _, err := os.Stat(p); return err == nil }) {
 			return nil, fmt.Errorf("KUBECONFIG %s: no such file", env)
 		}
