@@ -47,6 +47,7 @@ import (
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/go-logr/logr"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -65,6 +66,7 @@ import (
 	"github.com/podwall/podwall/rules"
 	"github.com/podwall/podwall/webhook/config"
 	gorules "github.com/podwall/podwall/webhook/rules"
+	"github.com/podwall/podwall/webhook/server"
 )
 
 const (
@@ -239,6 +241,9 @@ type parsedConfig struct {
 	// the configuration as webhook/config defaults it, with engine rego,
 	// marshalled from its Go type (as the webhook would hand it over).
 	regoRaw, regoDefaulted map[string]any
+	// regoTyped is the configuration with engine rego as the webhook holds
+	// it, for its Rego side.
+	regoTyped *config.AdmissionConfiguration
 }
 
 // harness is one worker: a Rego Evaluator and the query of the
@@ -249,6 +254,9 @@ type harness struct {
 	rego       *rules.Evaluator
 	violations rego.PreparedEvalQuery // data.podwall.admission.violations
 	combined   rego.PreparedEvalQuery // the Evaluator's query and the violations
+	// sides is the webhook's Rego side, which evaluates the mutating and
+	// the validating webhook's requests apart (input.podwall.webhook).
+	sides *server.RegoRules
 }
 
 func newHarness(t *testing.T, st *corpusState) *harness {
@@ -288,7 +296,11 @@ func newHarness(t *testing.T, st *corpusState) *harness {
 		}
 		return pq
 	}
-	return &harness{ctx: ctx, st: st, rego: ev,
+	sides, err := server.NewRegoRules(ctx, nil, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{ctx: ctx, st: st, rego: ev, sides: sides,
 		violations: prepare("v := data.podwall.admission.violations"),
 		combined: prepare("deny := data.podwall.admission.deny; warn := data.podwall.admission.warn; " +
 			"dryrun := data.podwall.admission.dryrun; patch := data.podwall.admission.patch; v := data.podwall.admission.violations"),
@@ -336,6 +348,7 @@ func (st *corpusState) config(t testing.TB, doc string) *parsedConfig {
 	if err := json.Unmarshal(mustMarshal(t, regoCfg), &pc.regoDefaulted); err != nil {
 		t.Fatal(err)
 	}
+	pc.regoTyped = regoCfg
 	st.configs[doc] = pc
 	return pc
 }
@@ -378,6 +391,11 @@ func (h *harness) check(t *testing.T, c parityCase) {
 			t.Errorf("case %q: Go and Rego (%s) disagree: %s\nrequest: %s\n--- Go (mutate, then validate the patched object):\n%s--- Rego:\n%s",
 				c.name, v.name, strings.Join(diffs, "; "), describeRequest(c.req), goOut, regoOut)
 		}
+	}
+	sidesOut := h.runSides(t, c, pc.regoTyped)
+	if diffs := compare(c, goOut, sidesOut); len(diffs) > 0 {
+		t.Errorf("case %q: Go and the webhook's Rego side disagree: %s\nrequest: %s\n--- Go (mutate, then validate the patched object):\n%s--- Rego side (the same):\n%s",
+			c.name, strings.Join(diffs, "; "), describeRequest(c.req), goOut, sidesOut)
 	}
 	if c.expect != nil {
 		checkExpectation(t, c, goOut)
@@ -492,6 +510,50 @@ func (h *harness) runGo(t *testing.T, e *gorules.Evaluator, c parityCase) outcom
 
 // runRego writes cfg and the cluster state into the Evaluator's store and
 // evaluates the request once.
+// runSides runs the request through the webhook's Rego side as the API
+// server would: the mutating webhook's evaluation, its patch applied, then
+// the validating webhook's on the patched object, as runGo does with the
+// Go rules.
+func (h *harness) runSides(t *testing.T, c parityCase, cfg *config.AdmissionConfiguration) outcome {
+	t.Helper()
+	if err := h.sides.SetConfig(h.ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sides.Evaluator().SetData(h.ctx, rules.KubernetesPath, kubeMgmt(c.objs)); err != nil {
+		t.Fatal(err)
+	}
+	m := gorules.Result{Allowed: true}
+	h.sides.Mutate(h.ctx, cfg, c.req, &m)
+	req := c.req.DeepCopy()
+	var out outcome
+	if len(req.Object.Raw) > 0 {
+		patch, err := json.Marshal(m.Patches)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc := applyPatch(t, "Rego side", req.Object.Raw, patch)
+		req.Object.Raw = doc
+		out.Patched = generic(t, doc)
+	}
+	v := gorules.Result{Allowed: true}
+	h.sides.Validate(h.ctx, cfg, req, &v)
+	out.Allowed = true
+	for _, r := range []gorules.Result{m, v} {
+		for _, x := range r.Violations {
+			if !compared[x.Rule] {
+				continue // protectedAccess: the Go rules have none
+			}
+			out.Findings = append(out.Findings, finding{Rule: x.Rule, Action: string(x.Action), Code: x.Code, Field: x.Field, Message: x.Message})
+			if x.Action == config.Deny {
+				out.Allowed = false
+			}
+		}
+		out.Warnings = append(out.Warnings, r.Warnings...)
+	}
+	sortFindings(out.Findings)
+	return out
+}
+
 func (h *harness) runRego(t *testing.T, c parityCase, cfg any, viaEvaluator bool) outcome {
 	t.Helper()
 	if err := h.rego.SetConfig(h.ctx, cfg); err != nil {
@@ -504,8 +566,9 @@ func (h *harness) runRego(t *testing.T, c parityCase, cfg any, viaEvaluator bool
 	var res *rules.Result
 	var vs []any
 	if viaEvaluator {
-		// Evaluator.Eval, as the webhook calls it; the violations (with
-		// their codes and fields) from a second query.
+		// Evaluator.Eval, one evaluation for both webhooks (as OPA serving
+		// the bundle does); the violations (with their codes and fields)
+		// from a second query.
 		var err error
 		if res, err = h.rego.Eval(h.ctx, c.req); err != nil {
 			t.Fatalf("case %q: Rego: %v", c.name, err)
