@@ -155,7 +155,9 @@ type endpoint struct {
 	addr netip.Addr
 }
 
-// Peer index values in a RuleRef when the rule lists no peers or no ports.
+// Index values in a RuleRef's Peer and Port when the rule lists no peers
+// (AnyPeer) or no ports (AnyPort). Not to be confused with Allow's fields of
+// the same names, which are booleans.
 const (
 	AnyPeer = -1
 	AnyPort = -1

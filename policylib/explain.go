@@ -79,7 +79,29 @@ func (e *Engine) Explain(f Flow) (Explanation, error) {
 	if f.Protocol == ICMP && (x.Decision.Egress.Outcome == Denied || x.Decision.Ingress.Outcome == Denied) {
 		x.Notes = append(x.Notes, "ICMP is not a NetworkPolicy protocol: only a rule without ports allows it")
 	}
+	x.Notes = append(x.Notes, e.podEndNotes(f.From)...)
+	x.Notes = append(x.Notes, e.podEndNotes(f.To)...)
 	return x, nil
+}
+
+// podEndNotes says what about a pod named as a flow end changes how the
+// decision reads: it has no address yet, or it runs in the host's network
+// namespace, where NetworkPolicy does not apply (CNIs judge its traffic as
+// the node's).
+func (e *Engine) podEndNotes(ep Endpoint) []string {
+	if ep.Kind != EndpointPod {
+		return nil
+	}
+	p := e.lookupPod(ep.Namespace, ep.Name)
+	switch {
+	case p == nil:
+		return nil
+	case p.hostNetwork:
+		return []string{fmt.Sprintf("%s uses the host's network: NetworkPolicy does not select it, and its traffic is judged as its node's", ep)}
+	case !p.addr.IsValid():
+		return []string{fmt.Sprintf("%s has no address yet: no packet carries this flow until it has one", ep)}
+	}
+	return nil
 }
 
 func policyKeys(ps []*policy) []types.NamespacedName {

@@ -32,7 +32,7 @@ type Matrix struct {
 }
 
 // Allowed reports whether pod index from may reach pod index to on port
-// index port.
+// index port. An index out of range panics, as a slice index does.
 func (m *Matrix) Allowed(from, to, port int) bool {
 	n := len(m.Pods)
 	return m.allowed[port*n*n+from*n+to]

@@ -1331,3 +1331,25 @@ func TestServiceBackendsTakingTraffic(t *testing.T) {
 		t.Errorf("after readiness went: backends %v", got)
 	}
 }
+
+// TestExplainNotesPodEnds: a pod end without an address, or on the host's
+// network, is said so in the explanation's notes.
+func TestExplainNotesPodEnds(t *testing.T) {
+	s := tBaseSnapshot()
+	hn := tPod("default", "hn", tLabels("app", "cli"), "10.0.0.1")
+	hn.Spec.HostNetwork = true
+	s.Pods = append(s.Pods, hn, tPod("default", "pending", tLabels("app", "cli"), ""))
+	e := tBuild(t, s)
+	for from, want := range map[string]string{
+		"default/hn":      "default/hn uses the host's network",
+		"default/pending": "default/pending has no address yet",
+	} {
+		x, err := e.Explain(tFlow(t, from, "default/web", tTCP, 80))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(x.Notes, func(n string) bool { return strings.HasPrefix(n, want) }) {
+			t.Errorf("%s: notes %q lack %q", from, x.Notes, want)
+		}
+	}
+}
