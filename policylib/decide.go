@@ -41,24 +41,31 @@ func NodeEndpoint(name string) Endpoint { return Endpoint{Kind: EndpointNode, Na
 // cluster.
 func AddrEndpoint(a netip.Addr) Endpoint { return Endpoint{Kind: EndpointAddr, Addr: a.Unmap()} }
 
-// ParseEndpoint parses "namespace/pod", "node/NAME" or an IP address.
+// ParseEndpoint parses "namespace/pod", "node/NAME", "pod/namespace/pod"
+// (a pod of a namespace named node, say) or an IP address.
 func ParseEndpoint(s string) (Endpoint, error) {
 	if a, err := netip.ParseAddr(s); err == nil {
 		return AddrEndpoint(a), nil
 	}
-	if name, ok := strings.CutPrefix(s, "node/"); ok && name != "" && !strings.Contains(name, "/") {
+	if rest, ok := strings.CutPrefix(s, "pod/"); ok && strings.Count(rest, "/") == 1 {
+		s = rest
+	} else if name, ok := strings.CutPrefix(s, "node/"); ok && name != "" && !strings.Contains(name, "/") {
 		return NodeEndpoint(name), nil
 	}
 	ns, name, ok := strings.Cut(s, "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return Endpoint{}, fmt.Errorf("invalid endpoint %q: want namespace/pod, node/NAME or an IP address", s)
+		return Endpoint{}, fmt.Errorf("invalid endpoint %q: want namespace/pod, node/NAME, pod/namespace/pod or an IP address", s)
 	}
 	return PodEndpoint(ns, name), nil
 }
 
+// String is the endpoint as ParseEndpoint reads it.
 func (ep Endpoint) String() string {
 	switch ep.Kind {
 	case EndpointPod:
+		if ep.Namespace == "node" || ep.Namespace == "pod" {
+			return "pod/" + ep.Namespace + "/" + ep.Name
+		}
 		return ep.Namespace + "/" + ep.Name
 	case EndpointNode:
 		return "node/" + ep.Name

@@ -18,6 +18,7 @@ func FuzzParseEndpoint(f *testing.F) {
 	for _, s := range []string{
 		"default/web", "node/k8s-node1", "10.0.0.1", "::1", "::ffff:10.0.0.1", "fe80::1%eth0",
 		"node/", "node/a/b", "/x", "x/", "a/b/c", "", "node", "1.2.3.4/x", "2001:db8::/32", "01.2.3.4",
+		"pod/node/web", "pod/pod/x", "pod/default/web", "pod/a", "pod//x", "pod/node/",
 	} {
 		f.Add(s)
 	}
@@ -53,7 +54,9 @@ func FuzzParseEndpoint(f *testing.F) {
 		if ep2 != ep {
 			t.Fatalf("round trip of %q: %+v -> %q -> %+v", s, ep, str, ep2)
 		}
-		if ep.Kind != policylib.EndpointAddr && str != s {
+		// Names are written one way, but for pods that "pod/" spells out
+		// (needed only for namespaces named node or pod).
+		if ep.Kind != policylib.EndpointAddr && str != s && !strings.HasPrefix(s, "pod/") {
 			t.Fatalf("ParseEndpoint(%q).String() = %q", s, str)
 		}
 	})

@@ -77,7 +77,7 @@ var builtinTable = []*builtin{
 		desc: "Decides a flow against a cluster snapshot with policylib, as podwall explain does: the verdict of the source's egress and the destination's ingress, the rule that allowed each, and the reasons in words. The compiled snapshot is cached within a query.",
 		decl: types.NewFunction(types.Args(
 			named("snapshot", tAnyObject, "{namespaces, pods, policies, nodes, services}: arrays of Kubernetes objects, each optional"),
-			named("flow", tAnyObject, "{from, to, protocol, port}: ends as namespace/pod, node/NAME or an IP address; protocol defaults to TCP"),
+			named("flow", tAnyObject, "{from, to, protocol, port}: ends as namespace/pod (pod/namespace/pod for a namespace named node), node/NAME or an IP address; protocol defaults to TCP"),
 		), named("decision", tAnyObject, "{allowed, egress: {outcome, rule, policies}, ingress: {outcome, rule, policies}, notes, reasons}")),
 		impl: decide,
 	},

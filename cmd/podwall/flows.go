@@ -25,7 +25,7 @@ type flowFlags struct {
 func (f *flowFlags) add(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringArrayVar(&f.from, "from", nil,
-		"source: NAMESPACE/POD, node/NAME, an IP address, pods (every pod) or nodes (every node); repeatable (default every pod)")
+		"source: NAMESPACE/POD (pod/NAMESPACE/POD for a namespace named node), node/NAME, an IP address, pods (every pod) or nodes (every node); repeatable (default every pod)")
 	fl.StringArrayVar(&f.to, "to", nil,
 		"destination: as --from, or svc/NAMESPACE/NAME (the Service's pods; --port is then the Service port); repeatable (default every pod)")
 	fl.StringArrayVar(&f.ports, "port", nil, "destination port, 1-65535; repeatable or comma-separated; ignored for ICMP")
