@@ -120,7 +120,7 @@ const (
 
 func (o Outcome) String() string {
 	names := [...]string{"not applicable", "not isolated", "allowed", "denied"}
-	if o < 0 || int(o) >= len(names) {
+	if int(o) >= len(names) {
 		return fmt.Sprintf("Outcome(%d)", int(o))
 	}
 	return names[o]
