@@ -1,6 +1,7 @@
 package policylib
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,13 +19,40 @@ func (e *Engine) Pods() []types.NamespacedName {
 		out = append(out, k)
 	}
 	e.mu.RUnlock()
-	slices.SortFunc(out, func(a, b types.NamespacedName) int {
-		if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Name, b.Name)
-	})
+	sortNames(out)
 	return out
+}
+
+// Policies returns the NetworkPolicies the engine holds, sorted by
+// namespace and name (SetPolicy refuses invalid ones).
+func (e *Engine) Policies() []types.NamespacedName {
+	e.mu.RLock()
+	out := make([]types.NamespacedName, 0, len(e.policies))
+	for k := range e.policies {
+		out = append(out, k)
+	}
+	e.mu.RUnlock()
+	sortNames(out)
+	return out
+}
+
+// Services returns the Services the engine holds, sorted by namespace and
+// name.
+func (e *Engine) Services() []types.NamespacedName {
+	e.mu.RLock()
+	out := make([]types.NamespacedName, 0, len(e.services))
+	for k := range e.services {
+		out = append(out, k)
+	}
+	e.mu.RUnlock()
+	sortNames(out)
+	return out
+}
+
+func sortNames(names []types.NamespacedName) {
+	slices.SortFunc(names, func(a, b types.NamespacedName) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+	})
 }
 
 // Nodes returns the names of the nodes that can be flow ends (those with an

@@ -3,9 +3,11 @@ package policylib_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podwall/podwall/policylib"
@@ -47,5 +49,27 @@ func TestFlowEnds(t *testing.T) {
 		if got := errors.Is(err, policylib.ErrNodeWithoutAddress); got != c.noAddress {
 			t.Errorf("CheckEndpoint(%s) = %v: without address %v, want %v", c.ep, err, got, c.noAddress)
 		}
+	}
+}
+
+// TestPoliciesAndServices: what the engine holds, sorted; an invalid policy
+// is not among them.
+func TestPoliciesAndServices(t *testing.T) {
+	s := tBaseSnapshot()
+	s.Policies = append(s.Policies, tPolicy("b", "p", tSel(), tIngress(nil)), tPolicy("a", "p", tSel(), tIngress(nil)),
+		tPolicy("a", "bad", tSel(), tIngress(nil, tPort("", 70000))))
+	s.Services = append(s.Services, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: "s"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "s"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}})
+	e, err := policylib.Build(s)
+	if err == nil {
+		t.Fatal("the invalid policy was accepted")
+	}
+	got := e.Policies()
+	if !slices.IsSortedFunc(got, func(a, b types.NamespacedName) int { return strings.Compare(a.String(), b.String()) }) ||
+		!slices.Contains(got, types.NamespacedName{Namespace: "a", Name: "p"}) || slices.Contains(got, types.NamespacedName{Namespace: "a", Name: "bad"}) {
+		t.Errorf("Policies: %v", got)
+	}
+	if got, want := e.Services(), []types.NamespacedName{{Namespace: "a", Name: "s"}, {Namespace: "b", Name: "s"}}; !slices.Equal(got, want) {
+		t.Errorf("Services: %v, want %v", got, want)
 	}
 }

@@ -144,6 +144,29 @@ func ExampleLint() {
 	// warning service-port-not-target spec.ingress[0].ports[0].port
 }
 
+// A program that keeps an engine up to date (from informers, say) lints
+// what it holds without assembling a snapshot.
+func ExampleEngine_Lint() {
+	e, err := policylib.Build(exampleCluster())
+	if err != nil {
+		panic(err)
+	}
+	if err := e.SetPolicy(&networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "api-only"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}},
+			Ingress:     []networkingv1.NetworkPolicyIngressRule{{}},
+		},
+	}); err != nil {
+		panic(err)
+	}
+	for _, f := range e.Lint() {
+		fmt.Println(f.Severity, f.Code, f.Policy, f.Field)
+	}
+	// Output:
+	// warning selects-no-pods default/api-only spec.podSelector
+}
+
 func ExampleDescribePolicy() {
 	fmt.Print(policylib.DescribePolicy(exampleCluster().Policies[0]))
 	// Output:

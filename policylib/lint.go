@@ -83,14 +83,35 @@ func Lint(s Snapshot, opts ...Option) []Finding {
 			}
 		}
 	}
-	l := linter{e: e, havePods: len(s.Pods) > 0}
+	return sortFindings(append(out, e.lint(len(s.Pods) > 0)...))
+}
+
+// Lint checks the NetworkPolicies the engine holds as the package's Lint
+// does a snapshot's, for a program that keeps an engine up to date rather
+// than snapshots. It has no errors to report (the engine holds only valid
+// policies); the checks that need pods run when it holds some.
+func (e *Engine) Lint() []Finding {
 	e.mu.RLock()
+	havePods := len(e.podByKey) > 0
+	e.mu.RUnlock()
+	return sortFindings(e.lint(havePods))
+}
+
+func (e *Engine) lint(havePods bool) []Finding {
+	l := linter{e: e, havePods: havePods}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	var out []Finding
 	for _, pol := range e.sortedPolicies() {
 		out = append(out, l.policy(pol)...)
 	}
 	out = append(out, l.shadowed()...)
-	out = append(out, l.voidedDefaultDeny()...)
-	e.mu.RUnlock()
+	return append(out, l.voidedDefaultDeny()...)
+}
+
+// sortFindings sorts by policy, then field, keeping the order of findings
+// on the same field.
+func sortFindings(out []Finding) []Finding {
 	slices.SortStableFunc(out, func(a, b Finding) int {
 		if c := strings.Compare(a.Policy.String(), b.Policy.String()); c != 0 {
 			return c

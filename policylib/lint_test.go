@@ -2,6 +2,7 @@ package policylib_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,7 +21,16 @@ func lintYAML(t *testing.T, docs ...string) []policylib.Finding {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return policylib.Lint(policylib.Snapshot{Namespaces: set.Namespaces, Nodes: set.Nodes, Pods: pods, Services: set.Services, Policies: set.NetworkPolicies})
+	snap := policylib.Snapshot{Namespaces: set.Namespaces, Nodes: set.Nodes, Pods: pods, Services: set.Services, Policies: set.NetworkPolicies}
+	out := policylib.Lint(snap)
+	// A live engine's Lint says the same, but for the invalid policies it
+	// never holds.
+	e, _ := policylib.Build(snap)
+	valid := slices.DeleteFunc(slices.Clone(out), func(f policylib.Finding) bool { return f.Code == policylib.CodeInvalid })
+	if got := e.Lint(); fmt.Sprint(got) != fmt.Sprint(valid) {
+		t.Errorf("Engine.Lint\n got %v\nwant %v", got, valid)
+	}
+	return out
 }
 
 const lintWeb = `apiVersion: v1
