@@ -278,7 +278,7 @@ type cacheEntry[T any] struct {
 }
 
 // cached returns the value compiled from v by build, compiling it at most
-// once per query (bctx.Cache lives for one query). Errors are not cached.
+// once per query (bctx.Cache lives for one query). A refusal is kept too.
 func cached[T any](bctx topdown.BuiltinContext, kind string, v ast.Value, build func() (T, error)) (T, error) {
 	if bctx.Cache == nil {
 		return build()

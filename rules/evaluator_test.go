@@ -252,6 +252,33 @@ func TestEvaluatorClusterPolicylibRefuses(t *testing.T) {
 	}
 }
 
+// TestEvaluatorInvalidPolicy: a policy the API server would reject, down to
+// a selector that does not parse, fails protectedAccess closed by itself;
+// the evaluation stands and hygiene says what is invalid.
+func TestEvaluatorInvalidPolicy(t *testing.T) {
+	ctx := context.Background()
+	ev := seedEvaluator(t)
+	np := &networkingv1.NetworkPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: "default"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "name", Operator: "Foo"}}},
+			Ingress:     []networkingv1.NetworkPolicyIngressRule{{}},
+		},
+	}
+	res, err := ev.Eval(ctx, request(t, admissionv1.Create, "NetworkPolicy", np, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Violations) != 1 || res.Violations[0].Rule != "protectedAccess" || res.Violations[0].Code != "undecided-flows" {
+		t.Errorf("violations %+v, want protectedAccess undecided-flows", res.Violations)
+	}
+	// networkPolicyHygiene is warn in testConfig.
+	if !slices.ContainsFunc(res.Warnings, func(m Message) bool { return m.Rule == "networkPolicyHygiene" && m.Code == "invalid" }) {
+		t.Errorf("warnings %+v lack hygiene's invalid", res.Warnings)
+	}
+}
+
 // TestEvaluatorStrictBuiltinErrors: a built-in's error fails the
 // evaluation with its message instead of leaving the rule undefined (here
 // protectedAccess modified to decide without checking the cluster first).

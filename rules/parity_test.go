@@ -18,9 +18,12 @@ package rules_test
 //   - the object after mutation (each side's JSON patch applied to the
 //     object sent; the documents are compared, not the patch operations).
 //
-// The Rego side is run twice per case: with the configuration as written
-// (so the Rego applies its own defaults) and with the configuration as
-// webhook/config defaults it, marshalled from its Go type.
+// The Rego side is run three times per case: in one evaluation for both
+// webhooks (as OPA serving the bundle does) with the configuration as
+// written (so the Rego applies its own defaults) and with the configuration
+// as webhook/config defaults it, marshalled from its Go type; and through
+// the webhook's Rego side, mutating then validating, as the API server
+// calls it.
 //
 // The corpus is the hand-written cases of testdata/parity/*.parity (YAML:
 // the seed scenario step by step, malformed objects, edge cases; see the
@@ -508,8 +511,6 @@ func (h *harness) runGo(t *testing.T, e *gorules.Evaluator, c parityCase) outcom
 	return out
 }
 
-// runRego writes cfg and the cluster state into the Evaluator's store and
-// evaluates the request once.
 // runSides runs the request through the webhook's Rego side as the API
 // server would: the mutating webhook's evaluation, its patch applied, then
 // the validating webhook's on the patched object, as runGo does with the
@@ -554,6 +555,8 @@ func (h *harness) runSides(t *testing.T, c parityCase, cfg *config.AdmissionConf
 	return out
 }
 
+// runRego writes cfg and the cluster state into the Evaluator's store and
+// evaluates the request once.
 func (h *harness) runRego(t *testing.T, c parityCase, cfg any, viaEvaluator bool) outcome {
 	t.Helper()
 	if err := h.rego.SetConfig(h.ctx, cfg); err != nil {

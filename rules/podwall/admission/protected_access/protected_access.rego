@@ -32,17 +32,50 @@ required_peer_labels := l if {
 	count(l) > 0
 } else := {"access": "true"}
 
-checked if {
+applies if {
 	input.request.kind.kind == "NetworkPolicy" # first: rule indexing skips other kinds
 	lib.applies(family)
 	is_object(cfg.protectedSelector)
 	lib.operation in {"CREATE", "UPDATE", "DELETE"}
 }
 
-# changed are the request's policy before and after.
+checked if {
+	applies
+	count(rejected) == 0
+}
+
+# rejected are why the API server would reject the new policy. Such a policy
+# is not decided: its selectors may not even parse, and a built-in's error
+# would end the whole evaluation, the other rules' findings with it. The
+# rule fails closed on it instead (undecided-flows, below).
+rejected := [f.message |
+	some f in podwall.lint({"policies": [cluster.new_object]})
+	f.code == "invalid"
+] if {
+	applies
+	cluster.new_object
+} else := []
+
+# changed are the request's policy before and after. An old policy whose
+# podSelector does not parse (stored long ago) selects nothing known.
 changed contains cluster.new_object if cluster.new_object
 
-changed contains cluster.old_object if cluster.old_object
+changed contains cluster.old_object if {
+	cluster.old_object
+	not invalid_pod_selector(cluster.old_object)
+}
+
+invalid_pod_selector(p) if {
+	some f in podwall.lint({"policies": [p]})
+	f.code == "invalid"
+	startswith(f.field, "spec.podSelector")
+}
+
+# end(ns, name) names a pod as a flow end for podwall.decide: "ns/name", or
+# "pod/ns/name" where ns alone would read as something else (node/NAME).
+end(ns, name) := concat("/", ["pod", ns, name]) if {
+	ns in {"node", "pod", "svc"}
+} else := concat("/", [ns, name])
 
 # targets are the names of the protected pods in the policy's namespace
 # that the new or the old policy selects.
@@ -67,13 +100,13 @@ probe_namespaces := ({n | some n, _ in cluster.namespaces} | {n | some n, _ in c
 probes := [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": probe_name, "namespace": n}} | some n in probe_namespaces]
 
 # sources are the pods lacking a required label: existing ones and probes.
-sources contains concat("/", [ns, n]) if {
+sources contains end(ns, n) if {
 	some ns, m in cluster.pods
 	some n, p in m
 	lacks_required(lib.labels_of(p))
 }
 
-sources contains concat("/", [n, probe_name]) if some n in probe_namespaces
+sources contains end(n, probe_name) if some n in probe_namespaces
 
 # ports(pod) are the ports to probe on a protected pod: the numeric ingress
 # ports the policy names, and the ports the pod exposes (which named ports
@@ -108,7 +141,7 @@ before_snapshot := snapshot(cluster.policies_before)
 
 flows contains {"from": src, "to": to, "protocol": pp.protocol, "port": pp.port} if {
 	some t in targets
-	to := concat("/", [lib.namespace, t])
+	to := end(lib.namespace, t)
 	some pp in ports(cluster.pods[lib.namespace][t])
 	some src in sources
 	src != to
@@ -165,9 +198,9 @@ undecided contains f if {
 
 peer_labels_text := concat(", ", [sprintf("%s=%s", [k, v]) | some k, v in required_peer_labels])
 
-describe_source(src) := sprintf("any new pod in namespace %s", [parts[0]]) if {
+describe_source(src) := sprintf("any new pod in namespace %s", [parts[count(parts) - 2]]) if {
 	parts := split(src, "/")
-	parts[1] == probe_name
+	parts[count(parts) - 1] == probe_name
 } else := src
 
 opened_targets contains [f.to, f.protocol, f.port] if some f in opened
@@ -192,6 +225,14 @@ violation contains {"code": "opens-protected-pod", "msg": msg, "target": to} if 
 more_text(n) := sprintf(" and %d more", [n]) if {
 	n > 0
 } else := ""
+
+violation contains {"code": "undecided-flows", "msg": msg, "target": ""} if {
+	count(rejected) > 0
+	msg := sprintf(
+		"NetworkPolicy %s would be rejected by the API server (%s): not decided, refusing it",
+		[lib.display, concat("; ", rejected)],
+	)
+}
 
 violation contains {"code": "undecided-flows", "msg": msg, "target": ""} if {
 	count(undecided) > 0

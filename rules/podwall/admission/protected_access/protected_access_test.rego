@@ -184,3 +184,16 @@ test_a_stored_policy_policylib_refuses_can_be_fixed if {
 	count(protected_access.violation) == 0 with input as fixtures.update(fixed, legacy) with data.podwall.config as cfg
 		with data.kubernetes as k
 }
+
+test_a_namespace_named_node_is_a_namespace if {
+	# Its pods (and its probe) are flow ends pod/node/NAME, not nodes.
+	k := json.patch(fixtures.kubernetes, [
+		{"op": "add", "path": "/namespaces/node", "value": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "node"}}},
+		{"op": "add", "path": "/pods/node", "value": {"x": fixtures.pod("node", "x", {"run": "x"}, "10.244.2.99")}},
+	])
+	count(protected_access.violation) == 0 with input as fixtures.update(fixtures.access_httpd_ipblock, fixtures.access_httpd)
+		with data.podwall.config as cfg
+		with data.kubernetes as k
+	vs := protected_access.violation with input as fixtures.create(run_busybox) with data.podwall.config as cfg with data.kubernetes as k
+	{v.code | some v in vs} == {"opens-protected-pod"}
+}
