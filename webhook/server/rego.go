@@ -483,18 +483,16 @@ func (r *RegoRules) validate(ctx context.Context, req *admissionv1.AdmissionRequ
 	}
 	// A bundle that ignores input.podwall.webhook (one's own, or one built
 	// before podwall set it) judges the object as if its patch were
-	// applied. A patch here means labels with defaults are still missing:
-	// refuse, as the Go rule does, rather than admit the object unlabelled.
-	if action, ok := want[config.RuleRequiredLabels]; ok && len(out.Patch) > 0 {
-		paths := make([]string, len(out.Patch))
-		for i, p := range out.Patch {
-			paths[i] = p.Path
+	// applied. Labels its patch would add are still missing: refuse, as
+	// the Go rule does, rather than admit the object unlabelled.
+	if action, ok := want[config.RuleRequiredLabels]; ok {
+		for _, l := range patchedLabels(out.Patch) {
+			addViolation(res, rules.Violation{
+				Rule: config.RuleRequiredLabels, Action: action, Code: rules.CodeMissingLabel, Field: l.field,
+				Message: fmt.Sprintf("%s %s/%s: label %q is required (the bundle in force, revision %q, would set its default %q, but it does not read input.podwall.webhook and judged the object as if it had)",
+					req.Kind.Kind, req.Namespace, req.Name, l.key, out.Revision, l.value),
+			})
 		}
-		addViolation(res, rules.Violation{
-			Rule: config.RuleRequiredLabels, Action: action, Code: rules.CodeMissingLabel,
-			Message: fmt.Sprintf("%s %s/%s: labels with defaults are missing (the bundle in force, revision %q, would add %s; it does not read input.podwall.webhook, so its own findings assumed them set)",
-				req.Kind.Kind, req.Namespace, req.Name, out.Revision, strings.Join(paths, ", ")),
-		})
 	}
 }
 
@@ -536,9 +534,63 @@ func (r *RegoRules) failAll(rs []regoRule, err error, res *rules.Result) {
 const codeDefaultsNote = "defaults-note"
 
 // isPatchNote tells the requiredLabels note about the patch from the rule's
-// findings.
+// findings: by its code, or, from a bundle built before the code, as the one
+// message that names its rule itself.
 func isPatchNote(m regorules.Message) bool {
-	return m.Rule == config.RuleRequiredLabels && m.Code == codeDefaultsNote
+	return m.Rule == config.RuleRequiredLabels &&
+		(m.Code == codeDefaultsNote || m.Code == "" && strings.HasPrefix(m.Msg, config.RuleRequiredLabels+": "))
+}
+
+// patchedLabel is a label a patch adds, and the field path where it goes,
+// as in "spec.template.metadata.labels[team]".
+type patchedLabel struct{ key, value, field string }
+
+// patchedLabels returns the labels a patch adds, by the form of its
+// operations: a label into a label map (".../labels/KEY"), a whole label
+// map (".../labels"), or a metadata object holding one. Other operations
+// are not labels.
+func patchedLabels(ops []regorules.PatchOperation) []patchedLabel {
+	var out []patchedLabel
+	addMap := func(path []string, m map[string]any) {
+		for k, v := range m {
+			if s, ok := v.(string); ok {
+				out = append(out, patchedLabel{k, s, strings.Join(path, ".") + "[" + k + "]"})
+			}
+		}
+	}
+	for _, op := range ops {
+		if op.Op != "add" {
+			continue
+		}
+		path := pointerTokens(op.Path)
+		n := len(path)
+		switch v := op.Value.(type) {
+		case string:
+			if n >= 2 && path[n-2] == "labels" {
+				out = append(out, patchedLabel{path[n-1], v, strings.Join(path[:n-1], ".") + "[" + path[n-1] + "]"})
+			}
+		case map[string]any:
+			if n >= 1 && path[n-1] == "labels" {
+				addMap(path, v)
+			} else if ls, ok := v["labels"].(map[string]any); ok && n >= 1 && path[n-1] == "metadata" {
+				addMap(append(path, "labels"), ls)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b patchedLabel) int { return strings.Compare(a.field, b.field) })
+	return out
+}
+
+// pointerTokens splits a JSON pointer (RFC 6901) into its unescaped tokens.
+func pointerTokens(p string) []string {
+	if p == "" {
+		return nil
+	}
+	toks := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	for i, t := range toks {
+		toks[i] = strings.NewReplacer("~1", "/", "~0", "~").Replace(t)
+	}
+	return toks
 }
 
 // isDefaultRecord tells requiredLabels' dryrun record of a default the

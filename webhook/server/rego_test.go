@@ -720,7 +720,10 @@ func TestRegoBundleIgnoringTheWebhookSide(t *testing.T) {
 	}
 	v := server.NewValidator(server.Static{E: e, R: r}, c, logr.Discard())
 	resp := v.Handle(ctx, request(t, admissionv1.Create, pod("default", "b", map[string]string{"run": "b"}), nil))
-	if resp.Allowed || !strings.Contains(resp.Result.Message, "labels with defaults are missing") || !strings.Contains(resp.Result.Message, "/metadata/labels/access") {
+	if resp.Allowed || !strings.Contains(resp.Result.Message, `label "access" is required (the bundle in force`) {
 		t.Errorf("allowed %v: %+v", resp.Allowed, resp.Result)
+	}
+	if c := resp.Result.Details.Causes; len(c) != 1 || c[0].Type != "requiredLabels/missing-label" || c[0].Field != "metadata.labels[access]" {
+		t.Errorf("causes %+v", c)
 	}
 }
