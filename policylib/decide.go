@@ -47,12 +47,13 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	if a, err := netip.ParseAddr(s); err == nil {
 		return AddrEndpoint(a), nil
 	}
+	pod := s
 	if rest, ok := strings.CutPrefix(s, "pod/"); ok && strings.Count(rest, "/") == 1 {
-		s = rest
+		pod = rest
 	} else if name, ok := strings.CutPrefix(s, "node/"); ok && name != "" && !strings.Contains(name, "/") {
 		return NodeEndpoint(name), nil
 	}
-	ns, name, ok := strings.Cut(s, "/")
+	ns, name, ok := strings.Cut(pod, "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
 		return Endpoint{}, fmt.Errorf("invalid endpoint %q: want namespace/pod, node/NAME, pod/namespace/pod or an IP address", s)
 	}
@@ -63,7 +64,9 @@ func ParseEndpoint(s string) (Endpoint, error) {
 func (ep Endpoint) String() string {
 	switch ep.Kind {
 	case EndpointPod:
-		if ep.Namespace == "node" || ep.Namespace == "pod" {
+		// Spelt out where "ns/name" reads as something else: a node here,
+		// and svc/NAMESPACE/NAME is a Service in podwall's command line.
+		if ep.Namespace == "node" || ep.Namespace == "pod" || ep.Namespace == "svc" {
 			return "pod/" + ep.Namespace + "/" + ep.Name
 		}
 		return ep.Namespace + "/" + ep.Name

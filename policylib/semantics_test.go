@@ -1315,7 +1315,7 @@ func TestServiceBackendsTakingTraffic(t *testing.T) {
 	if err := e.SetService(svc(true)); err != nil {
 		t.Fatal(err)
 	}
-	if got := backends(); !slices.Equal(got, []string{"no-conditions", "not-ready", "ready"}) {
+	if got := backends(); !slices.Equal(got, []string{"no-conditions", "not-ready", "ready", "terminating"}) {
 		t.Errorf("publishNotReadyAddresses: backends %v", got)
 	}
 	if err := e.SetService(svc(false)); err != nil {

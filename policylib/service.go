@@ -22,9 +22,10 @@ type ServiceFlow struct {
 // ClusterIP port into one flow per backing pod, to the target port: what
 // NetworkPolicy actually judges. Named target ports resolve on each pod; a
 // pod that lacks the name is left out. So are the pods kube-proxy sends
-// nothing to: one without an address yet, one whose Ready condition is
-// False (unless the Service sets publishNotReadyAddresses), and a
-// terminating one while another is ready.
+// nothing to: one without an address yet and, unless the Service sets
+// publishNotReadyAddresses, one whose Ready condition is False and a
+// terminating one while another is ready. A pod with no Ready condition at
+// all (from a manifest) counts as ready.
 func (e *Engine) ResolveService(from Endpoint, namespace, name string, port int32, proto Protocol) ([]ServiceFlow, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -121,12 +122,14 @@ func (e *Engine) backendFlows(svc *corev1.Service, sp corev1.ServicePort, from E
 		sel.reqs = append(sel.reqs, requirement{key: k, op: opIn, values: []string{v}})
 	}
 	// The EndpointSlice controller's view: a pod without an address is no
-	// endpoint yet; kube-proxy sends traffic to the ready ones (a not-ready
-	// one too with publishNotReadyAddresses), and to terminating ones still
-	// ready only when there is no other.
+	// endpoint yet; with publishNotReadyAddresses every other pod is a ready
+	// endpoint; else kube-proxy sends traffic to the ready ones, and to
+	// terminating ones still ready only when there is no other. A pod with
+	// no Ready condition at all (a manifest's) counts as ready.
+	publish := svc.Spec.PublishNotReadyAddresses
 	var out, terminating []ServiceFlow
 	for p := range n.pods {
-		if !sel.Matches(p.labels) || !p.addr.IsValid() || p.notReady && !svc.Spec.PublishNotReadyAddresses {
+		if !sel.Matches(p.labels) || !p.addr.IsValid() || p.notReady && !publish {
 			continue
 		}
 		target := sp.TargetPort
@@ -146,7 +149,7 @@ func (e *Engine) backendFlows(svc *corev1.Service, sp corev1.ServicePort, from E
 			Service: key,
 			Note:    fmt.Sprintf("%s (pod port %d)", note, port),
 		}
-		if p.terminating {
+		if p.terminating && !publish {
 			f.Note += "; the pod is terminating, and gets traffic only because no other is ready"
 			terminating = append(terminating, f)
 			continue

@@ -146,7 +146,8 @@ func (c *cluster) target(eng *policylib.Engine, flag, v string, allowSvc bool) (
 	case v == "pods":
 		var out []target
 		for _, k := range eng.Pods() {
-			out = append(out, target{label: k.String(), ep: policylib.PodEndpoint(k.Namespace, k.Name)})
+			ep := policylib.PodEndpoint(k.Namespace, k.Name)
+			out = append(out, target{label: ep.String(), ep: ep})
 		}
 		return out, nil
 	case v == "nodes":
@@ -170,9 +171,9 @@ func (c *cluster) target(eng *policylib.Engine, flag, v string, allowSvc bool) (
 	}
 	ep, err := policylib.ParseEndpoint(v)
 	if err != nil {
-		want := "NAMESPACE/POD, node/NAME, an IP address, pods or nodes"
+		want := "NAMESPACE/POD, pod/NAMESPACE/POD, node/NAME, an IP address, pods or nodes"
 		if allowSvc {
-			want = "NAMESPACE/POD, node/NAME, svc/NAMESPACE/NAME, an IP address, pods or nodes"
+			want = "NAMESPACE/POD, pod/NAMESPACE/POD, node/NAME, svc/NAMESPACE/NAME, an IP address, pods or nodes"
 		}
 		return nil, flagError(flag, fmt.Errorf("%q: want %s", v, want))
 	}
