@@ -14,6 +14,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -126,8 +127,8 @@ type Agent struct {
 	nodeAddrs  []netip.Addr // of the local Node object
 	nodeKnown  bool         // the local Node object has been fed
 	rejected   map[types.NamespacedName]string
-	standIns   map[types.NamespacedName]bool // rejected policies the engine holds a stand-in for (isolateOnly)
-	badObjects map[string]map[string]string  // kind -> name -> reason
+	standIns   map[types.NamespacedName]*networkingv1.NetworkPolicy // the stand-ins the engine holds for rejected policies (isolateOnly)
+	badObjects map[string]map[string]string                         // kind -> name -> reason
 	gen        uint64
 	applied    uint64
 	appliedOK  bool // a sync succeeded at least once
@@ -164,7 +165,7 @@ func New(opts Options) (*Agent, error) {
 		compiler:   enforcer.NewCompiler(),
 		local:      map[types.NamespacedName]bool{},
 		rejected:   map[types.NamespacedName]string{},
-		standIns:   map[types.NamespacedName]bool{},
+		standIns:   map[types.NamespacedName]*networkingv1.NetworkPolicy{},
 		badObjects: map[string]map[string]string{},
 		sources:    map[string]bool{},
 		appliedCh:  make(chan struct{}),
@@ -312,13 +313,19 @@ func (a *Agent) setPolicy(np *networkingv1.NetworkPolicy) {
 		a.rejected[k] = msg
 		a.m.rejectedPolicies.Set(float64(len(a.rejected)))
 		// A stand-in follows the latest version: its selector and
-		// directions may have changed too.
-		if a.standIns[k] || !a.eng.HasPolicy(np.Namespace, np.Name) {
-			if err := a.eng.SetPolicy(isolateOnly(np)); err != nil {
+		// directions may have changed too (a resync replaying the same
+		// version changes nothing).
+		old, standing := a.standIns[k]
+		if standing || !a.eng.HasPolicy(np.Namespace, np.Name) {
+			si := isolateOnly(np)
+			if standing && apiequality.Semantic.DeepEqual(old.Spec, si.Spec) {
+				return
+			}
+			if err := a.eng.SetPolicy(si); err != nil {
 				a.log.Error(err, "NetworkPolicy rejected, and its stand-in too", "policy", k.String())
 				return
 			}
-			a.standIns[k] = true
+			a.standIns[k] = si
 			if a.compiler.InvalidateNamespace(np.Namespace) > 0 {
 				a.changed()
 			}
