@@ -3,6 +3,7 @@ package policylib
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -12,47 +13,26 @@ import (
 // Pods returns the pods that can be flow ends, sorted by namespace and
 // name: every pod the engine holds (it drops finished ones, which take no
 // traffic), host-network pods included.
-func (e *Engine) Pods() []types.NamespacedName {
-	e.mu.RLock()
-	out := make([]types.NamespacedName, 0, len(e.podByKey))
-	for k := range e.podByKey {
-		out = append(out, k)
-	}
-	e.mu.RUnlock()
-	sortNames(out)
-	return out
-}
+func (e *Engine) Pods() []types.NamespacedName { return sortedKeys(e, e.podByKey) }
 
 // Policies returns the NetworkPolicies the engine holds, sorted by
 // namespace and name (SetPolicy refuses invalid ones).
-func (e *Engine) Policies() []types.NamespacedName {
-	e.mu.RLock()
-	out := make([]types.NamespacedName, 0, len(e.policies))
-	for k := range e.policies {
-		out = append(out, k)
-	}
-	e.mu.RUnlock()
-	sortNames(out)
-	return out
-}
+func (e *Engine) Policies() []types.NamespacedName { return sortedKeys(e, e.policies) }
 
 // Services returns the Services the engine holds, sorted by namespace and
 // name.
-func (e *Engine) Services() []types.NamespacedName {
-	e.mu.RLock()
-	out := make([]types.NamespacedName, 0, len(e.services))
-	for k := range e.services {
-		out = append(out, k)
-	}
-	e.mu.RUnlock()
-	sortNames(out)
-	return out
-}
+func (e *Engine) Services() []types.NamespacedName { return sortedKeys(e, e.services) }
 
-func sortNames(names []types.NamespacedName) {
-	slices.SortFunc(names, func(a, b types.NamespacedName) int {
+// sortedKeys returns one of the engine's maps' names, sorted by namespace
+// and name.
+func sortedKeys[V any](e *Engine, m map[types.NamespacedName]V) []types.NamespacedName {
+	e.mu.RLock()
+	out := slices.Collect(maps.Keys(m))
+	e.mu.RUnlock()
+	slices.SortFunc(out, func(a, b types.NamespacedName) int {
 		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 	})
+	return out
 }
 
 // Nodes returns the names of the nodes that can be flow ends (those with an

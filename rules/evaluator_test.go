@@ -186,6 +186,20 @@ func TestEvaluatorProtectedAccessAndHygiene(t *testing.T) {
 	}
 }
 
+// storeUnparsablePod puts default/weird, whose address does not parse, in
+// the Evaluator's data.kubernetes, and returns a NetworkPolicy opening
+// every pod of default (the protected httpd pods among them) to all.
+func storeUnparsablePod(t *testing.T, ev *Evaluator) *networkingv1.NetworkPolicy {
+	t.Helper()
+	bad := pod("weird", map[string]string{"run": "x"})
+	bad.Status.PodIP = "not-an-ip"
+	if err := ev.SetData(t.Context(), "/kubernetes/pods/default/weird", bad); err != nil {
+		t.Fatal(err)
+	}
+	return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "everyone", Namespace: "default"},
+		Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{}, Ingress: []networkingv1.NetworkPolicyIngressRule{{}}}}
+}
+
 // TestEvaluatorClusterPolicylibRefuses: an object in the cluster state
 // that policylib refuses (a pod with an unparsable address) makes
 // protectedAccess fail closed by itself, naming the object, and the other
@@ -193,13 +207,7 @@ func TestEvaluatorProtectedAccessAndHygiene(t *testing.T) {
 func TestEvaluatorClusterPolicylibRefuses(t *testing.T) {
 	ctx := context.Background()
 	ev := seedEvaluator(t)
-	bad := pod("weird", map[string]string{"run": "x"})
-	bad.Status.PodIP = "not-an-ip"
-	if err := ev.SetData(ctx, "/kubernetes/pods/default/weird", bad); err != nil {
-		t.Fatal(err)
-	}
-	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "everyone", Namespace: "default"},
-		Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{}, Ingress: []networkingv1.NetworkPolicyIngressRule{{}}}}
+	np := storeUnparsablePod(t, ev)
 	res, err := ev.Eval(ctx, request(t, admissionv1.Create, "NetworkPolicy", np, nil))
 	if err != nil {
 		t.Fatal(err)
@@ -289,13 +297,7 @@ func TestEvaluatorStrictBuiltinErrors(t *testing.T) {
 	if err := ev.Reload(ctx, modifiedBundle(t, "unguarded", path, "decidable if count(refused) == 0", "decidable := true")); err != nil {
 		t.Fatal(err)
 	}
-	bad := pod("weird", map[string]string{"run": "x"})
-	bad.Status.PodIP = "not-an-ip"
-	if err := ev.SetData(ctx, "/kubernetes/pods/default/weird", bad); err != nil {
-		t.Fatal(err)
-	}
-	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "everyone", Namespace: "default"},
-		Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{}, Ingress: []networkingv1.NetworkPolicyIngressRule{{}}}}
+	np := storeUnparsablePod(t, ev)
 	_, err := ev.Eval(ctx, request(t, admissionv1.Create, "NetworkPolicy", np, nil))
 	if err == nil || !strings.Contains(err.Error(), "podwall.decide") || !strings.Contains(err.Error(), "not-an-ip") {
 		t.Fatalf("err %v, want podwall.decide's complaint about not-an-ip", err)

@@ -487,23 +487,41 @@ func labelsAfter(kind string, obj any) map[string]any {
 func (h *harness) runGo(t *testing.T, e *gorules.Evaluator, c parityCase) outcome {
 	t.Helper()
 	cluster := gorules.NewMemoryCluster(c.objs...)
-	m := e.Mutate(h.ctx, c.req, cluster)
-	req := c.req.DeepCopy()
-	var out outcome
+	return mutateThenValidate(t, "Go", c.req,
+		func(req *admissionv1.AdmissionRequest) gorules.Result { return e.Mutate(h.ctx, req, cluster) },
+		func(req *admissionv1.AdmissionRequest) gorules.Result { return e.Validate(h.ctx, req, cluster) },
+		func(string) bool { return true })
+}
+
+// mutateThenValidate is what the API server does with the webhook pair: the
+// mutating side's patch applied to the object, then the validating side on
+// the result. The outcome holds the findings of the rules kept; the request
+// is allowed when none of them denies.
+func mutateThenValidate(t *testing.T, side string, req *admissionv1.AdmissionRequest,
+	mutate, validate func(*admissionv1.AdmissionRequest) gorules.Result, keep func(rule string) bool) outcome {
+	t.Helper()
+	m := mutate(req)
+	req = req.DeepCopy()
+	out := outcome{Allowed: true}
 	if len(req.Object.Raw) > 0 {
 		patch, err := json.Marshal(m.Patches)
 		if err != nil {
 			t.Fatal(err)
 		}
-		doc := applyPatch(t, "Go", req.Object.Raw, patch)
+		doc := applyPatch(t, side, req.Object.Raw, patch)
 		req.Object.Raw = doc
 		out.Patched = generic(t, doc)
 	}
-	v := e.Validate(h.ctx, req, cluster)
-	out.Allowed = v.Allowed
+	v := validate(req)
 	for _, r := range []gorules.Result{m, v} {
 		for _, x := range r.Violations {
+			if !keep(x.Rule) {
+				continue
+			}
 			out.Findings = append(out.Findings, finding{Rule: x.Rule, Action: string(x.Action), Code: x.Code, Field: x.Field, Message: x.Message})
+			if x.Action == config.Deny {
+				out.Allowed = false
+			}
 		}
 		out.Warnings = append(out.Warnings, r.Warnings...)
 	}
@@ -523,36 +541,15 @@ func (h *harness) runSides(t *testing.T, c parityCase, cfg *config.AdmissionConf
 	if err := h.sides.Evaluator().SetData(h.ctx, rules.KubernetesPath, kubeMgmt(c.objs)); err != nil {
 		t.Fatal(err)
 	}
-	m := gorules.Result{Allowed: true}
-	h.sides.Mutate(h.ctx, cfg, c.req, &m)
-	req := c.req.DeepCopy()
-	var out outcome
-	if len(req.Object.Raw) > 0 {
-		patch, err := json.Marshal(m.Patches)
-		if err != nil {
-			t.Fatal(err)
+	side := func(run func(context.Context, *config.AdmissionConfiguration, *admissionv1.AdmissionRequest, *gorules.Result)) func(*admissionv1.AdmissionRequest) gorules.Result {
+		return func(req *admissionv1.AdmissionRequest) gorules.Result {
+			r := gorules.Result{Allowed: true}
+			run(h.ctx, cfg, req, &r)
+			return r
 		}
-		doc := applyPatch(t, "Rego side", req.Object.Raw, patch)
-		req.Object.Raw = doc
-		out.Patched = generic(t, doc)
 	}
-	v := gorules.Result{Allowed: true}
-	h.sides.Validate(h.ctx, cfg, req, &v)
-	out.Allowed = true
-	for _, r := range []gorules.Result{m, v} {
-		for _, x := range r.Violations {
-			if !compared[x.Rule] {
-				continue // protectedAccess: the Go rules have none
-			}
-			out.Findings = append(out.Findings, finding{Rule: x.Rule, Action: string(x.Action), Code: x.Code, Field: x.Field, Message: x.Message})
-			if x.Action == config.Deny {
-				out.Allowed = false
-			}
-		}
-		out.Warnings = append(out.Warnings, r.Warnings...)
-	}
-	sortFindings(out.Findings)
-	return out
+	// protectedAccess is left out: the Go rules have none.
+	return mutateThenValidate(t, "Rego side", c.req, side(h.sides.Mutate), side(h.sides.Validate), func(rule string) bool { return compared[rule] })
 }
 
 // runRego writes cfg and the cluster state into the Evaluator's store and

@@ -37,7 +37,13 @@ import (
 // seedEvaluator is the evaluator of testdata/seed.yaml.
 func seedEvaluator(tb testing.TB) *rules.Evaluator {
 	tb.Helper()
-	cfg, err := config.Load("testdata/seed.yaml")
+	return loadEvaluator(tb, "testdata/seed.yaml")
+}
+
+// loadEvaluator is the evaluator of a configuration file.
+func loadEvaluator(tb testing.TB, path string) *rules.Evaluator {
+	tb.Helper()
+	cfg, err := config.Load(path)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -52,19 +52,6 @@ func embeddedBundle(tb testing.TB) *bundle.Bundle {
 	return embedded
 }
 
-func loadEvaluator(tb testing.TB, path string) *rules.Evaluator {
-	tb.Helper()
-	cfg, err := config.Load(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	e, err := rules.New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return e
-}
-
 // newRego returns the Rego side for e's configuration, with c mirrored
 // into data.kubernetes.
 func newRego(tb testing.TB, e *rules.Evaluator, c *rules.MemoryCluster) *server.RegoRules {
